@@ -1,0 +1,73 @@
+/* edgewatch plugin test harness: drives one plugin instance without the host,
+ * for unit tests of plugins (in tree or out of tree, e.g. with Check).
+ *
+ *     ew_harness *h = ew_harness_new(&my_plugin_descriptor, tmpdir);
+ *     ew_harness_option(h, "window", "50");
+ *     ew_harness_input(h, 1, (const char *[]){"temp"});   // detectors only
+ *     if (ew_harness_init(h) != EW_OK) puts(ew_harness_error(h));
+ *     ew_harness_process(h, n, ts, values, &scores);
+ *     ew_harness_destroy(&h);
+ *
+ * Options are parsed and validated exactly as the host does. Link with
+ * `pkg-config --libs edgewatch-testing`.
+ */
+#ifndef EDGEWATCH_TESTING_H
+#define EDGEWATCH_TESTING_H
+
+#include <edgewatch/plugin.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ew_harness ew_harness;
+
+/* Creates a harness for `plugin`, named "test"; state files go under state_dir
+ * (NULL = state functions fail). Returns NULL when out of memory. */
+ew_harness *ew_harness_new(const ew_plugin *plugin, const char *state_dir);
+/* Sets an option as if written `key = value` in the node's section. */
+int ew_harness_option(ew_harness *h, const char *key, const char *value);
+/* Detectors and sinks: the schema of the input stream (before init). */
+int ew_harness_input(ew_harness *h, size_t channels, const char *const *names);
+/* Validates the options, calls init then start. Returns the first error code;
+ * ew_harness_error tells why. */
+int ew_harness_init(ew_harness *h);
+/* Sources: calls produce once; emitted samples accumulate (see below). */
+int ew_harness_produce(ew_harness *h, int64_t *wake_at);
+/* Sources: runs produce until EW_EOF, an error, or `max_samples` emitted
+ * (0 = no limit), ignoring wake_at. Returns the last code. */
+int ew_harness_run(ew_harness *h, size_t max_samples);
+/* Samples emitted so far; values are row-major with ew_harness_output(h)->channels. */
+size_t ew_harness_emitted(const ew_harness *h);
+const int64_t *ew_harness_emitted_ts(const ew_harness *h);
+const double *ew_harness_emitted_values(const ew_harness *h);
+/* Drops the accumulated samples. */
+void ew_harness_clear(ew_harness *h);
+/* The node's output schema (for detectors: input + extras + score + anomaly). */
+const ew_schema *ew_harness_output(const ew_harness *h);
+/* Detectors: scores `count` samples; scores/flags/extra may be read back with
+ * the accessors below until the next call. */
+int ew_harness_process(ew_harness *h, size_t count, const int64_t *ts, const double *values);
+const double *ew_harness_scores(const ew_harness *h);
+const uint8_t *ew_harness_flags(const ew_harness *h);
+const double *ew_harness_extra(const ew_harness *h);
+/* Sinks: delivers a batch of the input schema. */
+int ew_harness_consume(ew_harness *h, size_t count, const int64_t *ts, const double *values);
+/* Calls flush. */
+int ew_harness_flush(ew_harness *h);
+/* The message of the last error (from set_error or option validation), or "". */
+const char *ew_harness_error(const ew_harness *h);
+/* Value of a counter the plugin registered, 0 if none. */
+uint64_t ew_harness_counter(const ew_harness *h, const char *name);
+/* Number of lines the plugin logged at `level` or more severe. */
+size_t ew_harness_logged(const ew_harness *h, ew_log_level level);
+/* Asks the plugin to stop: host->stopping returns true and emit returns EW_ESTOP. */
+void ew_harness_request_stop(ew_harness *h);
+/* Calls destroy (if init succeeded), frees everything, sets *h to NULL. */
+void ew_harness_destroy(ew_harness **h);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
