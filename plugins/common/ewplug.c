@@ -1,0 +1,1 @@
+/* ewplug: being written */

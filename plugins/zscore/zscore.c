@@ -1,0 +1,1 @@
+/* zscore: being written */
