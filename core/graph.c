@@ -115,7 +115,7 @@ static bool s_valid_node_name(const char *s)
 static bool s_valid_plugin_name(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > 48)
+    if (n == 0 || n > 31) /* state file headers hold 32 bytes of plugin name */
         return false;
     for (; *s; s++)
         if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) || *s == '_'))

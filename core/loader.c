@@ -162,8 +162,8 @@ int loader_open_file(const char *path, unsigned host_major, unsigned host_minor,
         dlclose(h);
         return -1;
     }
-    if (!s_kind_or_null(d->kind) || !d->name) {
-        snprintf(err, errlen, "plugin %s has an invalid kind (%d) or no name", path, (int)d->kind);
+    if (!s_kind_or_null(d->kind) || !d->name || !d->name[0] || strlen(d->name) > 31) {
+        snprintf(err, errlen, "plugin %s has an invalid kind (%d), or a name that is empty or longer than 31 characters", path, (int)d->kind);
         dlclose(h);
         return -1;
     }
