@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <zmq.h>
 
@@ -568,10 +569,17 @@ static int s_run_source(ew_node *n)
         if (n->batch_count && n->batch_first_mono + n->g->settings.linger_ns < deadline)
             deadline = n->batch_first_mono + n->g->settings.linger_ns;
         zmq_pollitem_t items[2] = {{n->ctl, 0, ZMQ_POLLIN, 0}, {NULL, fd, ZMQ_POLLIN, 0}};
-        int rc = zmq_poll(items, fd >= 0 ? 2 : 1, s_timeout_ms(deadline, now));
+        /* zmq_poll counts whole milliseconds: wait the whole ones there, then the
+         * rest with a precise sleep, so paced sources keep their schedule. */
+        long whole_ms = deadline > now ? (long)((deadline - now) / 1000000) : 0;
+        int rc = zmq_poll(items, fd >= 0 ? 2 : 1, whole_ms > 1000 ? 1000 : whole_ms);
         if (rc < 0 && errno != EINTR) {
             snprintf(n->error, sizeof n->error, "poll failed: %s", zmq_strerror(errno));
             return EW_ERR;
+        }
+        if (rc == 0 && whole_ms <= 1000 && deadline > s_mono()) {
+            struct timespec until = {(time_t)(deadline / 1000000000LL), (long)(deadline % 1000000000LL)};
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL);
         }
         if ((items[0].revents & ZMQ_POLLIN) && s_ctl_handle(n))
             return n->abort_requested ? EW_ESTOP : EW_OK;
@@ -870,6 +878,8 @@ void *node_thread(void *arg)
 {
     ew_node *n = arg;
     n->jitter_seed = (uint64_t)s_clock(CLOCK_REALTIME) ^ ((uint64_t)n->index << 32);
+    if (n->g->kind == EW_KIND_SOURCE && n->g->settings.linger_ns == 0)
+        prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* per-sample latency asked for: wake on time */
     if (s_setup(n) < 0) {
         s_set_state(n, NODE_FAILED);
         s_ctl_send(n, NODE_MSG_FAIL);

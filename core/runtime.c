@@ -161,6 +161,8 @@ int runtime_run(runtime *rt, const sigset_t *signals)
         goto out;
     }
     zmq_ctx_set(zctx, ZMQ_BLOCKY, 0);
+    /* Every graph socket is inproc, which needs no I/O thread. */
+    zmq_ctx_set(zctx, ZMQ_IO_THREADS, 0);
     rt->env.zctx = zctx;
     rt->started_realtime_ns = s_clock(CLOCK_REALTIME);
 
