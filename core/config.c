@@ -27,11 +27,13 @@ void config_error_format(const char *path, const config_error *err, char *out, s
 {
     char where[64] = "";
     if (err->line > 0)
-        snprintf(where, sizeof where, "%d:", err->line);
+        snprintf(where, sizeof where, ":%d", err->line);
     char sec[128] = "";
     if (err->section[0])
         snprintf(sec, sizeof sec, " [%s]", err->section);
-    snprintf(out, outlen, "%s:%s%s%s%s: %s", path, where, sec, err->key[0] ? " " : "", err->key,
+    /* "PATH:LINE: [section] key: message"; absent parts leave no stray colon or space. */
+    const char *tail = err->section[0] || err->key[0] ? ":" : "";
+    snprintf(out, outlen, "%s%s:%s%s%s%s %s", path, where, sec, err->key[0] ? " " : "", err->key, tail,
              err->message);
 }
 
@@ -94,9 +96,11 @@ static char *s_reader(char *str, int num, void *stream)
     if (n < 0)
         return NULL;
     p->line++;
-    if (n > num - 2) {
+    /* The newline does not count: a line of num - 2 characters plus '\n' fits in str. */
+    ssize_t chars = n > 0 && p->buf[n - 1] == '\n' ? n - 1 : n;
+    if (chars > num - 2) {
         char msg[160];
-        snprintf(msg, sizeof msg, "line is %zd characters long; at most %d are allowed", n, num - 2);
+        snprintf(msg, sizeof msg, "line is %zd characters long; at most %d are allowed", chars, num - 2);
         s_fail(p, p->line, NULL, NULL, msg);
         snprintf(str, (size_t)num, ";\n");
         return str;
@@ -107,6 +111,12 @@ static char *s_reader(char *str, int num, void *stream)
     while (isspace((unsigned char)*s))
         s++;
     if (*s == '[') {
+        if (p->line_indented) {
+            /* inih would take it as the continuation of the value above. */
+            s_fail(p, p->line, NULL, NULL,
+                   "a section header must start at the beginning of its line: remove the leading white space");
+            return str;
+        }
         const char *end = strchr(s, ']');
         if (!end) {
             s_fail(p, p->line, NULL, NULL, "section header has no closing ']'");
@@ -153,10 +163,12 @@ static int s_handler(void *user, const char *section, const char *name, const ch
         return 1;
     }
     config_section *sec = p->cfg->count ? &p->cfg->sections[p->cfg->count - 1] : NULL;
-    if (!sec || strcmp(sec->name, section) != 0) {
+    /* inih hands over section names cut to 49 characters; the reader kept the whole name. */
+    if (!sec || strncmp(sec->name, section, strlen(section)) != 0) {
         s_fail(p, p->line, section, name, "internal error: section out of step with the parser");
         return 1;
     }
+    section = sec->name;
     char experr[300];
     char *expanded = config_expand(value, experr, sizeof experr);
     if (!expanded) {

@@ -39,7 +39,7 @@ static const ew_option s_pipeline_options[] = {
                     "Default most samples a source puts in one batch."),
     EW_OPTION_RANGE("linger", EW_OPT_DURATION, "1ms", 0, 60, s_pipeline_cfg, linger,
                     "Default longest time a partial batch waits before it is sent (0 = per sample)."),
-    EW_OPTION_RANGE("queue", EW_OPT_INT, "64", 1, 1000000, s_pipeline_cfg, queue,
+    EW_OPTION_RANGE("queue", EW_OPT_INT, "16", 1, 1000000, s_pipeline_cfg, queue,
                     "Default batches each edge holds before the sender blocks or drops."),
     EW_OPTION_END,
 };

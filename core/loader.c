@@ -64,15 +64,18 @@ void loader_file_name(ew_kind kind, const char *name, char *out, size_t outlen)
     snprintf(out, outlen, "%s_%s.so", graph_kind_name(kind), name);
 }
 
-/* Refuses a file or folder that another user could replace or change. */
+/* Refuses a file or folder that another user could replace or change: any
+ * user for folders, any user or the group for the file itself. */
 static int s_check_writable(const char *path, const struct stat *st, const char *what, char *err,
                             size_t errlen)
 {
-    if (st->st_mode & S_IWOTH) {
+    mode_t unsafe = S_ISDIR(st->st_mode) ? S_IWOTH : S_IWOTH | S_IWGRP;
+    if (st->st_mode & unsafe) {
         snprintf(err, errlen,
-                 "refusing plugin %s %s: it is writable by every user (mode %04o), so anyone could "
-                 "run code in edgewatch; fix with: chmod o-w %s",
-                 what, path, (unsigned)(st->st_mode & 07777), path);
+                 "refusing plugin %s %s: it is writable by %s (mode %04o), so they could run code in "
+                 "edgewatch; fix with: chmod %s %s",
+                 what, path, (st->st_mode & S_IWOTH) ? "every user" : "its group",
+                 (unsigned)(st->st_mode & 07777), S_ISDIR(st->st_mode) ? "o-w" : "go-w", path);
         return -1;
     }
     return 0;
@@ -205,6 +208,7 @@ static int s_locate(const loader_path *lp, ew_kind kind, const char *name, char 
 int loader_open(const loader_path *lp, ew_kind kind, const char *name, unsigned host_major,
                 unsigned host_minor, loaded_plugin *out, char *err, size_t errlen)
 {
+    memset(out, 0, sizeof *out); /* like loader_open_file: safe to loader_close after any failure */
     char path[PATH_MAX];
     if (s_locate(lp, kind, name, path, sizeof path) < 0) {
         static const ew_kind kinds[] = {EW_KIND_SOURCE, EW_KIND_DETECTOR, EW_KIND_SINK};

@@ -30,6 +30,7 @@ void metrics_health(const runtime *rt, http_response *out)
     json_object *failed = json_object_new_array();
     json_object *retrying = json_object_new_array();
     bool healthy = atomic_load(&((runtime *)rt)->phase) == RUNTIME_RUNNING;
+    bool any_starting = false;
     for (size_t i = 0; i < rt->g->count; i++) {
         const ew_node *n = &rt->nodes[i];
         node_state st = (node_state)atomic_load(&((ew_node *)n)->state);
@@ -52,11 +53,15 @@ void metrics_health(const runtime *rt, http_response *out)
             json_object_array_add(retrying, json_object_new_string(n->g->name));
         if (st != NODE_RUNNING && st != NODE_ENDED)
             healthy = false;
+        any_starting |= st == NODE_STARTING;
     }
+    int phase = atomic_load(&((runtime *)rt)->phase);
+    /* A node still starting while the phase is already running (just after GO) is starting, not stopping. */
     const char *status = healthy ? "ok" : json_object_array_length(failed) ? "failed"
                                      : json_object_array_length(retrying) ? "retrying"
-                                     : atomic_load(&((runtime *)rt)->phase) == RUNTIME_STARTING ? "starting"
-                                                                                                 : "stopping";
+                                     : phase == RUNTIME_STARTING || (phase == RUNTIME_RUNNING && any_starting)
+                                         ? "starting"
+                                         : "stopping";
     json_object_object_add(root, "status", json_object_new_string(status));
     json_object_object_add(root, "pipeline", json_object_new_string(rt->g->settings.name));
     json_object_object_add(root, "version", json_object_new_string(EW_VERSION));
@@ -102,6 +107,19 @@ static const s_family s_families[] = {
     {"edgewatch_node_processing_seconds_total", "counter", "Time spent in the plugin's data callbacks.",
      offsetof(node_metrics, busy_ns), 1e-9},
 };
+
+/* Writes a HELP text with backslash and newline escaped, as the exposition format requires. */
+static void s_put_help(FILE *f, const char *help)
+{
+    for (const char *p = help; *p; p++) {
+        if (*p == '\\')
+            fputs("\\\\", f);
+        else if (*p == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*p, f);
+    }
+}
 
 /* Node j's counter named `name`, or NULL. */
 static const struct ew_counter *s_counter_find(const runtime *rt, size_t j, const char *name)
@@ -171,8 +189,9 @@ void metrics_prometheus(const runtime *rt, http_response *out)
             if (s_counter_seen_before(rt, i, name))
                 continue;
             const char *help = rt->nodes[i].counters[c].help;
-            fprintf(f, "# HELP edgewatch_%s_total %s\n# TYPE edgewatch_%s_total counter\n", name,
-                    help[0] ? help : "Plugin counter.", name);
+            fprintf(f, "# HELP edgewatch_%s_total ", name);
+            s_put_help(f, help[0] ? help : "Plugin counter.");
+            fprintf(f, "\n# TYPE edgewatch_%s_total counter\n", name);
             for (size_t j = i; j < rt->g->count; j++) {
                 const struct ew_counter *ctr = s_counter_find(rt, j, name);
                 if (ctr)

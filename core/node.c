@@ -300,6 +300,9 @@ static ew_counter *s_api_counter(ew_node *n, const char *name, const char *help)
     for (const char *p = name; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
             return NULL;
+    /* The host's own families are edgewatch_node_*, _build_*, _uptime_*. */
+    if (strncmp(name, "node_", 5) == 0 || strncmp(name, "build_", 6) == 0 || strncmp(name, "uptime_", 7) == 0)
+        return NULL;
     for (size_t i = 0; i < count; i++)
         if (strcmp(n->counters[i].name, name) == 0)
             return &n->counters[i];

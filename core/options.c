@@ -42,9 +42,12 @@ int options_parse_int(const char *text, int64_t *out)
     const char *s = s_skip_space(text);
     if (!*s)
         return -1;
+    /* Decimal or 0x-hex; never octal, so "010" is ten. */
+    const char *digits = s + (*s == '-' || *s == '+');
+    int base = digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X') ? 16 : 10;
     errno = 0;
     char *end;
-    long long v = strtoll(s, &end, 0);
+    long long v = strtoll(s, &end, base);
     if (errno || end == s || !s_at_end(end))
         return -1;
     *out = v;
@@ -238,7 +241,7 @@ static int s_check_range(const ew_option *opt, double v, int line, options_error
                        : opt->type == EW_OPT_LIST   ? " items"
                        : opt->type == EW_OPT_SIZE   ? " bytes"
                                                     : "";
-    s_err(err, line, opt->name, "%g%s is out of range: allowed %g to %g%s", v, what, opt->min,
+    s_err(err, line, opt->name, "%.15g%s is out of range: allowed %.15g to %.15g%s", v, what, opt->min,
           opt->max, what);
     return -1;
 }
@@ -408,7 +411,7 @@ int options_check_table(const ew_option *table, size_t config_size, char *err, s
             snprintf(err, errlen, "option \"%s\" has unknown type %d", o->name, (int)o->type);
             return -1;
         }
-        if (o->offset + sz > config_size) {
+        if (o->offset > config_size || sz > config_size - o->offset) {
             snprintf(err, errlen, "option \"%s\" lies outside the %zu-byte config struct", o->name,
                      config_size);
             return -1;
@@ -495,12 +498,16 @@ int options_fill(const ew_option *table, size_t config_size, const options_kv *k
 }
 
 /* Prints a range such as "2..100000" or "" when the option has none. */
-static void s_range_text(const ew_option *o, char *out, size_t outlen)
+static void s_range_text(const ew_option *o, char *out, size_t outlen, int markdown)
 {
-    if (o->type == EW_OPT_ENUM)
+    if (o->type == EW_OPT_ENUM) {
         snprintf(out, outlen, "%s", o->choices);
+        /* A bare | would end a markdown table cell. */
+        for (char *p = out; markdown && (p = strchr(p, '|')) != NULL;)
+            *p = '/';
+    }
     else if (s_has_range(o))
-        snprintf(out, outlen, "%g..%g%s", o->min, o->max,
+        snprintf(out, outlen, "%.15g..%.15g%s", o->min, o->max,
                  o->type == EW_OPT_DURATION ? " s" : o->type == EW_OPT_LIST ? " items" : "");
     else
         out[0] = '\0';
@@ -518,7 +525,7 @@ void options_describe(const ew_option *table, FILE *out, int markdown)
     }
     for (const ew_option *o = table; o->name; o++) {
         char range[160];
-        s_range_text(o, range, sizeof range);
+        s_range_text(o, range, sizeof range, markdown);
         const char *def = o->required ? "(required)" : o->default_value ? o->default_value : "";
         if (markdown) {
             fprintf(out, "| `%s` | %s | %s%s%s | %s | %s |\n", o->name, options_type_name(o->type),

@@ -184,7 +184,8 @@ typedef struct ew_host {
     int (*state_load)(ew_node *node, const char *file, void **data, size_t *len);
 
     /* Registers a counter exported in /metrics as edgewatch_<name>_total{node="..."}.
-     * Call in init. Returns NULL on a bad name ([a-z0-9_]+). */
+     * Call in init. Returns NULL on a bad name: not [a-z0-9_]+, or starting with
+     * node_, build_ or uptime_ (the host's own metrics). */
     ew_counter *(*counter)(ew_node *node, const char *name, const char *help);
     /* Adds to a counter; cheap and thread-safe. */
     void (*counter_add)(ew_counter *counter, uint64_t delta);
