@@ -343,10 +343,15 @@ static int s_host_state_load(ew_node *node, const char *file, void **data, size_
     return EW_ERR;
 }
 
+/* As the host: [a-z0-9_]+, and not in the prefixes of the host's own metrics. */
 static bool s_counter_name_valid(const char *name)
 {
+    static const char *const reserved[] = {"node_", "build_", "uptime_"};
     if (!name || !*name || strlen(name) >= sizeof((struct ew_counter *)0)->name)
         return false;
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (strncmp(name, reserved[i], strlen(reserved[i])) == 0)
+            return false;
     for (const char *p = name; *p; p++)
         if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_'))
             return false;
@@ -358,7 +363,9 @@ static ew_counter *s_host_counter(ew_node *node, const char *name, const char *h
     ew_harness *h = node->h;
     (void)help;
     if (!s_counter_name_valid(name)) {
-        s_host_log(node, EW_LOG_ERROR, "counter name \"%s\" is invalid: use [a-z0-9_]+",
+        s_host_log(node, EW_LOG_ERROR,
+                   "counter name \"%s\" is invalid: use [a-z0-9_]+, not starting with node_, "
+                   "build_ or uptime_ (the host's own metrics)",
                    name ? name : "(null)");
         return NULL;
     }

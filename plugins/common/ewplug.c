@@ -1,1 +1,0 @@
-/* ewplug: being written */

@@ -1,0 +1,474 @@
+/* Tests of the jsonl sink plugin through the SDK harness: lines are parsed back with json-c. */
+#include <edgewatch/testing.h>
+
+#include "options.h"
+
+#include <check.h>
+#include <ftw.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+EW_EXPORT const ew_plugin *ew_plugin_entry(void);
+
+static char s_dir[256];
+static char s_path[512];
+
+static int s_saved_stdout = -1;
+
+/* Points fd 1 at `fd` until the teardown, which puts the real stdout back
+ * (so the suite also runs unforked, CK_FORK=no). */
+static void s_redirect_stdout(int fd)
+{
+    fflush(stdout);
+    if (s_saved_stdout < 0)
+        s_saved_stdout = dup(1);
+    dup2(fd, 1);
+    close(fd);
+}
+
+#define SUITE_TAG "jsonl"
+
+/* The suite's temporary folder, made and removed by the parent process (an
+ * unchecked fixture), so it goes away even when a forked test fails midway. */
+static char s_base[192];
+
+static int s_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void s_base_setup(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(s_base, sizeof s_base, "%s/ew-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", SUITE_TAG);
+    ck_assert_ptr_nonnull(mkdtemp(s_base));
+}
+
+static void s_base_teardown(void)
+{
+    nftw(s_base, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void s_setup(void)
+{
+    snprintf(s_dir, sizeof s_dir, "%s/t-XXXXXX", s_base);
+    ck_assert_ptr_nonnull(mkdtemp(s_dir));
+    snprintf(s_path, sizeof s_path, "%s/out.jsonl", s_dir);
+}
+
+static void s_teardown(void)
+{
+    if (s_saved_stdout >= 0) {
+        fflush(stdout);
+        dup2(s_saved_stdout, 1);
+        close(s_saved_stdout);
+        s_saved_stdout = -1;
+    }
+    nftw(s_dir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static ew_harness *s_open(size_t nch, const char *const *names, const char *const *kv, int *rc)
+{
+    ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
+    ck_assert_ptr_nonnull(h);
+    ck_assert_int_eq(ew_harness_input(h, nch, names), EW_OK);
+    for (size_t i = 0; kv && kv[i]; i += 2)
+        ck_assert_int_eq(ew_harness_option(h, kv[i], kv[i + 1]), EW_OK);
+    *rc = ew_harness_init(h);
+    return h;
+}
+
+static ew_harness *s_make(size_t nch, const char *const *names, const char *const *kv)
+{
+    int rc;
+    ew_harness *h = s_open(nch, names, kv, &rc);
+    ck_assert_msg(rc == EW_OK, "init failed (%d): %s", rc, ew_harness_error(h));
+    return h;
+}
+
+static char *s_slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char *text = NULL;
+    size_t cap = 0;
+    if (getdelim(&text, &cap, '\0', f) < 0) {
+        free(text);
+        text = strdup("");
+    }
+    fclose(f);
+    return text;
+}
+
+/* Splits `text` into lines and parses each; returns the count. */
+static size_t s_parse_lines(char *text, json_object **out, size_t max)
+{
+    size_t n = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        ck_assert_uint_lt(n, max);
+        enum json_tokener_error err;
+        out[n] = json_tokener_parse_verbose(line, &err);
+        ck_assert_msg(out[n] != NULL, "line %zu is not JSON (%s): %s", n + 1,
+                      json_tokener_error_desc(err), line);
+        n++;
+    }
+    return n;
+}
+
+static json_object *s_get(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    ck_assert_msg(json_object_object_get_ex(o, key, &v), "no key \"%s\" in %s", key,
+                  json_object_to_json_string(o));
+    return v;
+}
+
+static double s_num(json_object *o, const char *key)
+{
+    json_object *v = s_get(o, key);
+    ck_assert_msg(json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int),
+                  "%s is not a number", key);
+    return json_object_get_double(v);
+}
+
+static const char *const s_scored[] = {"a", "b", "z", "score", "anomaly"};
+
+START_TEST(descriptor)
+{
+    const ew_plugin *p = ew_plugin_entry();
+    ck_assert_int_eq(p->kind, EW_KIND_SINK);
+    ck_assert_str_eq(p->name, "jsonl");
+    char err[256];
+    ck_assert_msg(options_check_table(p->options, p->config_size, err, sizeof err) == 0, "%s", err);
+}
+END_TEST
+
+START_TEST(lines_parse_back_exactly)
+{
+    ew_harness *h = s_make(5, s_scored, (const char *[]){"path", s_path, NULL});
+    const int64_t ts[] = {1795710903123456789LL, -1, 0};
+    const double v[] = {
+        1.5,  0.1 + 0.2, -0.0,       0.1 + 0.2, 1,
+        NAN,  INFINITY,  1e-300,     1,         0,
+        -1e300, 123456789012345678.0, 4.9e-324, NAN, 0,
+    };
+    ck_assert_int_eq(ew_harness_consume(h, 3, ts, v), EW_OK);
+    ck_assert_int_eq(ew_harness_flush(h), EW_OK);
+    ck_assert_uint_eq(ew_harness_counter(h, "jsonl_lines"), 3);
+    ew_harness_destroy(&h);
+
+    char *text = s_slurp(s_path);
+    /* json-c reads -0 as the integer 0, so check its sign in the text. */
+    ck_assert_msg(strstr(text, "\"z\":-0}"), "%s", text);
+    json_object *lines[8];
+    ck_assert_uint_eq(s_parse_lines(text, lines, 8), 3);
+
+    ck_assert_str_eq(json_object_get_string(s_get(lines[0], "ts")), "2026-11-26T16:35:03.123456Z");
+    ck_assert_str_eq(json_object_get_string(s_get(lines[1], "ts")), "1969-12-31T23:59:59.999999Z");
+    ck_assert_str_eq(json_object_get_string(s_get(lines[2], "ts")), "1970-01-01T00:00:00.000000Z");
+    ck_assert_str_eq(json_object_get_string(s_get(lines[0], "node")), "upstream");
+
+    ck_assert(s_num(lines[0], "score") == 0.1 + 0.2);
+    ck_assert(json_object_get_boolean(s_get(lines[0], "anomaly")) == 1);
+    ck_assert(s_num(lines[1], "score") == 1);
+    ck_assert(json_object_get_boolean(s_get(lines[1], "anomaly")) == 0);
+    ck_assert(json_object_is_type(s_get(lines[2], "score"), json_type_null));
+
+    json_object *v0 = s_get(lines[0], "values");
+    ck_assert_int_eq(json_object_object_length(v0), 3); /* a, b, z: not score, anomaly */
+    ck_assert(s_num(v0, "a") == 1.5);
+    ck_assert(s_num(v0, "b") == 0.1 + 0.2);
+    ck_assert(s_num(v0, "z") == 0);
+    json_object *v1 = s_get(lines[1], "values");
+    ck_assert(json_object_is_type(s_get(v1, "a"), json_type_null));
+    ck_assert(json_object_is_type(s_get(v1, "b"), json_type_null));
+    ck_assert(s_num(v1, "z") == 1e-300);
+    json_object *v2 = s_get(lines[2], "values");
+    ck_assert(s_num(v2, "a") == -1e300);
+    ck_assert(s_num(v2, "b") == 123456789012345678.0);
+    ck_assert(s_num(v2, "z") == 4.9e-324);
+    for (int i = 0; i < 3; i++)
+        json_object_put(lines[i]);
+    free(text);
+}
+END_TEST
+
+START_TEST(numbers_are_shortest_round_trip)
+{
+    const char *const names[] = {"x"};
+    ew_harness *h = s_make(1, names, (const char *[]){"path", s_path, NULL});
+    const int64_t ts[] = {0, 0, 0, 0};
+    const double v[] = {0.1, 42, 0.1 + 0.2, -2.5e-7};
+    ck_assert_int_eq(ew_harness_consume(h, 4, ts, v), EW_OK);
+    ew_harness_destroy(&h);
+    char *text = s_slurp(s_path);
+    ck_assert_msg(strstr(text, "{\"x\":0.1}"), "%s", text);
+    ck_assert_msg(strstr(text, "{\"x\":42}"), "%s", text);
+    ck_assert_msg(strstr(text, "{\"x\":0.30000000000000004}"), "%s", text);
+    ck_assert_msg(strstr(text, "{\"x\":-2.5e-07}"), "%s", text);
+    free(text);
+}
+END_TEST
+
+START_TEST(no_score_keys_without_a_score)
+{
+    const char *const names[] = {"temp"};
+    ew_harness *h = s_make(1, names, (const char *[]){"path", s_path, "flush", "line", NULL});
+    const int64_t ts[] = {1000};
+    const double v[] = {20.25};
+    ck_assert_int_eq(ew_harness_consume(h, 1, ts, v), EW_OK);
+    ew_harness_destroy(&h);
+    char *text = s_slurp(s_path);
+    ck_assert_str_eq(text, "{\"ts\":\"1970-01-01T00:00:00.000001Z\",\"node\":\"upstream\","
+                           "\"values\":{\"temp\":20.25}}\n");
+    free(text);
+}
+END_TEST
+
+START_TEST(odd_channel_names_are_escaped)
+{
+    const char *const names[] = {"say \"hi\"", "back\\slash", "tab\there", "nl\nx",
+                                 "\x01" "ctl", "path/to", "ünïcödé €", "score"};
+    ew_harness *h = s_make(8, names, (const char *[]){"path", s_path, NULL});
+    const int64_t ts[] = {0};
+    const double v[] = {1, 2, 3, 4, 5, 6, 7, 0.5};
+    ck_assert_int_eq(ew_harness_consume(h, 1, ts, v), EW_OK);
+    ew_harness_destroy(&h);
+    char *text = s_slurp(s_path);
+    ck_assert_msg(strchr(text, '\n') == text + strlen(text) - 1, "one line only: %s", text);
+    json_object *lines[2];
+    ck_assert_uint_eq(s_parse_lines(text, lines, 2), 1);
+    json_object *values = s_get(lines[0], "values");
+    ck_assert_int_eq(json_object_object_length(values), 7);
+    for (int i = 0; i < 7; i++)
+        ck_assert(s_num(values, names[i]) == v[i]);
+    ck_assert(s_num(lines[0], "score") == 0.5);
+    json_object_put(lines[0]);
+    free(text);
+}
+END_TEST
+
+START_TEST(file_is_appended_with_mode_0640)
+{
+    umask(022);
+    const char *const names[] = {"x"};
+    const int64_t ts[] = {0};
+    const double one[] = {1}, two[] = {2};
+    ew_harness *h = s_make(1, names, (const char *[]){"path", s_path, NULL});
+    ck_assert_int_eq(ew_harness_consume(h, 1, ts, one), EW_OK);
+    ew_harness_destroy(&h);
+    struct stat st;
+    ck_assert_int_eq(stat(s_path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0640);
+    h = s_make(1, names, (const char *[]){"path", s_path, NULL});
+    ck_assert_int_eq(ew_harness_consume(h, 1, ts, two), EW_OK);
+    ew_harness_destroy(&h);
+    char *text = s_slurp(s_path);
+    json_object *lines[4];
+    ck_assert_uint_eq(s_parse_lines(text, lines, 4), 2);
+    ck_assert(s_num(s_get(lines[0], "values"), "x") == 1);
+    ck_assert(s_num(s_get(lines[1], "values"), "x") == 2);
+    json_object_put(lines[0]);
+    json_object_put(lines[1]);
+    free(text);
+}
+END_TEST
+
+START_TEST(open_error_names_the_path)
+{
+    const char *const names[] = {"x"};
+    int rc;
+    ew_harness *h = s_open(1, names, (const char *[]){"path", "/nonexistent/ew/out.jsonl", NULL}, &rc);
+    ck_assert_int_ne(rc, EW_OK);
+    ck_assert_msg(strstr(ew_harness_error(h), "/nonexistent/ew/out.jsonl") &&
+                      strstr(ew_harness_error(h), "No such file or directory"),
+                  "%s", ew_harness_error(h));
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+START_TEST(stdout_by_default)
+{
+    int fd = open(s_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    s_redirect_stdout(fd);
+    const char *const names[] = {"x"};
+    ew_harness *h = s_make(1, names, NULL);
+    const int64_t ts[] = {0};
+    const double v[] = {7};
+    ck_assert_int_eq(ew_harness_consume(h, 1, ts, v), EW_OK);
+    ew_harness_destroy(&h);
+    /* destroy closed the plugin's descriptor only: stdout still works. */
+    ck_assert_int_eq(write(1, "", 0), 0);
+    char *text = s_slurp(s_path);
+    ck_assert_msg(strstr(text, "\"values\":{\"x\":7}}\n"), "%s", text);
+    free(text);
+}
+END_TEST
+
+START_TEST(disk_full_is_transient_then_lost_at_flush)
+{
+    const char *const names[] = {"x"};
+    ew_harness *h = s_make(1, names, (const char *[]){"path", "/dev/full", NULL});
+    const int64_t ts[] = {0, 1};
+    const double v[] = {1, 2};
+    ck_assert_int_eq(ew_harness_consume(h, 2, ts, v), EW_EAGAIN);
+    ck_assert_msg(strstr(ew_harness_error(h), "/dev/full") &&
+                      strstr(ew_harness_error(h), "No space left on device"),
+                  "%s", ew_harness_error(h));
+    ck_assert_int_eq(ew_harness_consume(h, 2, ts, v), EW_EAGAIN);
+    ck_assert_int_eq(ew_harness_flush(h), EW_ERR);
+    ck_assert_msg(strstr(ew_harness_error(h), "2 lines") && strstr(ew_harness_error(h), "lost"),
+                  "%s", ew_harness_error(h));
+    ck_assert_uint_eq(ew_harness_counter(h, "jsonl_lines"), 0);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+/* A non-blocking pipe that fills up stands in for a full disk that frees up:
+ * retrying the same batch must deliver every line exactly once, in order. */
+static void s_retry_delivers_once(const char *flush)
+{
+    enum { N = 300 };
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    ck_assert_int_ge(fcntl(p[1], F_SETPIPE_SZ, 4096), 4096);
+    fcntl(p[1], F_SETFL, O_NONBLOCK); /* shared with the plugin's dup of fd 1 */
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    s_redirect_stdout(p[1]);
+    const char *const names[] = {"x", "score", "anomaly"};
+    ew_harness *h = s_make(3, names, (const char *[]){"flush", flush, NULL});
+    int64_t ts[N];
+    double v[N * 3];
+    for (int i = 0; i < N; i++) {
+        ts[i] = 1795710903000000000LL + i;
+        v[3 * i] = i + 0.5;
+        v[3 * i + 1] = 0.25;
+        v[3 * i + 2] = i % 2;
+    }
+    size_t cap = 1 << 20, got = 0;
+    char *out = malloc(cap);
+    int rc, retries = 0;
+    while ((rc = ew_harness_consume(h, N, ts, v)) == EW_EAGAIN) {
+        ck_assert_msg(strstr(ew_harness_error(h), "will retry"), "%s", ew_harness_error(h));
+        retries++;
+        ssize_t n;
+        while ((n = read(p[0], out + got, cap - got)) > 0)
+            got += (size_t)n;
+    }
+    ck_assert_int_eq(rc, EW_OK);
+    ck_assert_int_gt(retries, 3); /* the batch really was written in pieces */
+    ssize_t n;
+    while ((n = read(p[0], out + got, cap - got)) > 0)
+        got += (size_t)n;
+    out[got] = '\0';
+    ck_assert_uint_eq(ew_harness_counter(h, "jsonl_lines"), N);
+    ew_harness_destroy(&h);
+    close(p[0]);
+    json_object **lines = calloc(N + 1, sizeof *lines);
+    ck_assert_uint_eq(s_parse_lines(out, lines, N + 1), N);
+    for (int i = 0; i < N; i++) {
+        ck_assert(s_num(s_get(lines[i], "values"), "x") == i + 0.5);
+        ck_assert(json_object_get_boolean(s_get(lines[i], "anomaly")) == (i % 2));
+        json_object_put(lines[i]);
+    }
+    free(lines);
+    free(out);
+}
+
+START_TEST(retry_after_partial_write_batch)
+{
+    s_retry_delivers_once("batch");
+}
+END_TEST
+
+START_TEST(retry_after_partial_write_line)
+{
+    s_retry_delivers_once("line");
+}
+END_TEST
+
+START_TEST(option_errors)
+{
+    const char *const names[] = {"x"};
+    int rc;
+    ew_harness *h = s_open(1, names, (const char *[]){"flush", "sometimes", NULL}, &rc);
+    ck_assert_int_ne(rc, EW_OK);
+    ck_assert_msg(strstr(ew_harness_error(h), "flush") && strstr(ew_harness_error(h), "line|batch"),
+                  "%s", ew_harness_error(h));
+    ew_harness_destroy(&h);
+    h = s_open(1, names, (const char *[]){"file", s_path, NULL}, &rc);
+    ck_assert_int_ne(rc, EW_OK);
+    ck_assert_msg(strstr(ew_harness_error(h), "file") && strstr(ew_harness_error(h), "path, flush"),
+                  "%s", ew_harness_error(h));
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+static void s_unescape_pipes(char *s)
+{
+    char *out = s;
+    for (const char *p = s; *p; p++)
+        if (!(p[0] == '\\' && p[1] == '|'))
+            *out++ = *p;
+    *out = '\0';
+}
+
+/* The README's option table is the one `edgewatch describe` prints as Markdown. */
+START_TEST(readme_lists_every_option)
+{
+    const char *root = getenv("EW_TEST_SOURCE_DIR");
+    if (!root)
+        return;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/plugins/%s/README.md", root, ew_plugin_entry()->name);
+    char *readme = s_slurp(path);
+    char *table = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&table, &len);
+    options_describe(ew_plugin_entry()->options, mem, 1);
+    fclose(mem);
+    s_unescape_pipes(readme);
+    s_unescape_pipes(table);
+    for (char *line = strtok(table, "\n"); line; line = strtok(NULL, "\n"))
+        ck_assert_msg(strstr(readme, line), "%s lacks the row:\n%s", path, line);
+    free(table);
+    free(readme);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("plugin-jsonl");
+    TCase *tc = tcase_create("jsonl");
+    tcase_add_unchecked_fixture(tc, s_base_setup, s_base_teardown);
+    tcase_add_checked_fixture(tc, s_setup, s_teardown);
+    tcase_add_test(tc, descriptor);
+    tcase_add_test(tc, lines_parse_back_exactly);
+    tcase_add_test(tc, numbers_are_shortest_round_trip);
+    tcase_add_test(tc, no_score_keys_without_a_score);
+    tcase_add_test(tc, odd_channel_names_are_escaped);
+    tcase_add_test(tc, file_is_appended_with_mode_0640);
+    tcase_add_test(tc, open_error_names_the_path);
+    tcase_add_test(tc, stdout_by_default);
+    tcase_add_test(tc, disk_full_is_transient_then_lost_at_flush);
+    tcase_add_test(tc, retry_after_partial_write_batch);
+    tcase_add_test(tc, retry_after_partial_write_line);
+    tcase_add_test(tc, option_errors);
+    tcase_add_test(tc, readme_lists_every_option);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,483 @@
+/* Tests of the zscore detector plugin through the SDK harness, against hand-computed statistics. */
+#include <edgewatch/testing.h>
+
+#include "options.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+EW_EXPORT const ew_plugin *ew_plugin_entry(void);
+
+/* A detector over `names` with options (NULL-terminated pairs), initialised. */
+static ew_harness *s_make(size_t nch, const char *const *names, const char *const *kv)
+{
+    ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
+    ck_assert_ptr_nonnull(h);
+    ck_assert_int_eq(ew_harness_input(h, nch, names), EW_OK);
+    for (size_t i = 0; kv && kv[i]; i += 2)
+        ck_assert_int_eq(ew_harness_option(h, kv[i], kv[i + 1]), EW_OK);
+    int rc = ew_harness_init(h);
+    ck_assert_msg(rc == EW_OK, "init failed (%d): %s", rc, ew_harness_error(h));
+    return h;
+}
+
+/* Scores `n` rows of `values` (timestamps don't matter to zscore). */
+static void s_process(ew_harness *h, size_t n, const double *values)
+{
+    int64_t *ts = calloc(n ? n : 1, sizeof *ts);
+    for (size_t i = 0; i < n; i++)
+        ts[i] = (int64_t)i * 1000000;
+    ck_assert_int_eq(ew_harness_process(h, n, ts, values), EW_OK);
+    free(ts);
+}
+
+static const char *const s_one[] = {"x"};
+static const char *const s_two[] = {"a", "b"};
+
+START_TEST(descriptor_and_schema)
+{
+    const ew_plugin *p = ew_plugin_entry();
+    ck_assert_int_eq(p->kind, EW_KIND_DETECTOR);
+    ck_assert_str_eq(p->name, "zscore");
+    char err[256];
+    ck_assert_msg(options_check_table(p->options, p->config_size, err, sizeof err) == 0, "%s", err);
+    ew_harness *h = s_make(2, s_two, NULL);
+    const ew_schema *out = ew_harness_output(h);
+    ck_assert_uint_eq(out->channels, 5);
+    ck_assert_str_eq(out->names[0], "a");
+    ck_assert_str_eq(out->names[1], "b");
+    ck_assert_str_eq(out->names[2], "z");
+    ck_assert_str_eq(out->names[3], "score");
+    ck_assert_str_eq(out->names[4], "anomaly");
+    ck_assert_int_eq(out->score_index, 3);
+    ck_assert_int_eq(out->anomaly_index, 4);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+/* Window [1, 2, 3, 4]: mean 2.5, sample variance 5/3; x = 10 gives
+ * z^2 = 7.5^2 / (5/3) = 33.75 and, at threshold 2, score = 33.75 / 37.75. */
+START_TEST(known_series)
+{
+    ew_harness *h = s_make(1, s_one, (const char *[]){"window", "4", "threshold", "2", NULL});
+    const double v[] = {1, 2, 3, 4, 10};
+    s_process(h, 5, v);
+    const double *score = ew_harness_scores(h), *z = ew_harness_extra(h);
+    const uint8_t *flag = ew_harness_flags(h);
+    for (int i = 0; i < 4; i++) {
+        ck_assert(score[i] == 0 && flag[i] == 0);
+        ck_assert(isnan(z[i]));
+    }
+    ck_assert_double_eq_tol(z[4], sqrt(33.75), 1e-12);
+    ck_assert_double_eq_tol(score[4], 33.75 / 37.75, 1e-12);
+    ck_assert_uint_eq(flag[4], 1);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+/* Window [0, 0, 0, 4]: mean 1, sd 2 exactly; x = 7 is z = 3 = threshold. */
+START_TEST(score_is_one_half_at_threshold)
+{
+    ew_harness *h = s_make(2, s_two, (const char *[]){"window", "4", "threshold", "3", NULL});
+    const double v[] = {0, 0, 0, 0, 0, 0, 4, 4, 7, 1};
+    s_process(h, 5, v);
+    ck_assert(ew_harness_extra(h)[4] == 3.0);
+    ck_assert(ew_harness_scores(h)[4] == 0.5);
+    ck_assert_uint_eq(ew_harness_flags(h)[4], 0); /* anomaly is z > threshold */
+    ew_harness_destroy(&h);
+
+    h = s_make(2, s_two, (const char *[]){"window", "4", "threshold", "3", NULL});
+    const double w[] = {0, 0, 0, 0, 0, 0, 4, 4, 7.5, 1};
+    s_process(h, 5, w);
+    ck_assert(ew_harness_extra(h)[4] == 3.25);
+    ck_assert_double_eq_tol(ew_harness_scores(h)[4], 10.5625 / 19.5625, 1e-15);
+    ck_assert_uint_eq(ew_harness_flags(h)[4], 1);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+START_TEST(score_mapping_is_monotone_in_unit_interval)
+{
+    /* Window [0, 0, 0, 4] again (sd 2, mean 1), then x = 1 + 2z for several z. */
+    const double zs[] = {0, 0.5, 1, 2.9, 3, 3.1, 6, 30, 1e6};
+    double prev = -1;
+    for (size_t k = 0; k < sizeof zs / sizeof zs[0]; k++) {
+        ew_harness *h = s_make(1, s_one, (const char *[]){"window", "4", NULL});
+        const double v[] = {0, 0, 0, 4, 1 + 2 * zs[k]};
+        s_process(h, 5, v);
+        double s = ew_harness_scores(h)[4];
+        ck_assert_double_eq_tol(s, zs[k] * zs[k] / (zs[k] * zs[k] + 9), 1e-12);
+        ck_assert(s >= 0 && s <= 1 && s > prev);
+        prev = s;
+        ew_harness_destroy(&h);
+    }
+}
+END_TEST
+
+START_TEST(max_over_channels)
+{
+    /* a: window [0,0,0,4] -> x=3 is z=1; b: same window -> x=5 is z=2. */
+    ew_harness *h = s_make(2, s_two, (const char *[]){"window", "4", NULL});
+    const double v[] = {0, 0, 0, 0, 0, 0, 4, 4, 3, 5};
+    s_process(h, 5, v);
+    ck_assert(ew_harness_extra(h)[4] == 2.0);
+    ck_assert(ew_harness_scores(h)[4] == 4.0 / 13.0);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+START_TEST(explicit_warmup)
+{
+    /* warmup 2: samples 0 and 1 only fill the window; sample 2 is scored
+     * against [1, 3] (mean 2, sd sqrt 2). */
+    ew_harness *h = s_make(1, s_one, (const char *[]){"window", "4", "warmup", "2", NULL});
+    const double v[] = {1, 3, 5};
+    s_process(h, 3, v);
+    ck_assert(isnan(ew_harness_extra(h)[0]) && isnan(ew_harness_extra(h)[1]));
+    ck_assert(ew_harness_scores(h)[1] == 0);
+    ck_assert_double_eq_tol(ew_harness_extra(h)[2], 3 / sqrt(2), 1e-12);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+START_TEST(default_warmup_is_the_window)
+{
+    /* window 4: samples 0-3 only fill the window, even the spike at 2. */
+    ew_harness *h = s_make(1, s_one, (const char *[]){"window", "4", NULL});
+    const double v[] = {1, 2, 1e9, 1, 2, 1, 2, 1, 1e9};
+    s_process(h, 9, v);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_msg(ew_harness_scores(h)[i] == 0 && ew_harness_flags(h)[i] == 0, "sample %d", i);
+        ck_assert(isnan(ew_harness_extra(h)[i]));
+    }
+    ck_assert(!isnan(ew_harness_extra(h)[4]));
+    ck_assert_uint_eq(ew_harness_flags(h)[8], 1);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+START_TEST(state_carries_across_batches)
+{
+    ew_harness *h = s_make(1, s_one, (const char *[]){"window", "4", "threshold", "2", NULL});
+    const double a[] = {1, 2}, b[] = {3, 4}, c[] = {10};
+    s_process(h, 2, a);
+    s_process(h, 2, b);
+    s_process(h, 1, c);
+    ck_assert_double_eq_tol(ew_harness_extra(h)[0], sqrt(33.75), 1e-12);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+START_TEST(nan_and_inf_are_skipped)
+{
+    ew_harness *h = s_make(2, s_two, (const char *[]){"window", "4", NULL});
+    const double v[] = {
+        0,   0,   0,   0,    0,        0, 4, 4, /* both windows [0,0,0,4] */
+        NAN, 100, /* a missing: b alone decides (anomaly) */
+        7,   1,   /* a still [0,0,0,4]: z = 3 exactly, had NaN not joined it */
+        INFINITY, NAN, /* nothing finite: no verdict */
+        -INFINITY, 1,  /* -inf ignored; b: small z */
+    };
+    s_process(h, 8, v);
+    const double *z = ew_harness_extra(h), *score = ew_harness_scores(h);
+    const uint8_t *flag = ew_harness_flags(h);
+    ck_assert_uint_eq(flag[4], 1);
+    ck_assert_msg(z[4] > 40, "z %g", z[4]);
+    ck_assert(z[5] == 3.0 && score[5] == 0.5 && flag[5] == 0);
+    ck_assert(isnan(z[6]) && score[6] == 0 && flag[6] == 0);
+    ck_assert(isfinite(z[7]) && flag[7] == 0);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+START_TEST(flat_signal)
+{
+    ew_harness *h = s_make(1, s_one, (const char *[]){"window", "5", NULL});
+    double v[20];
+    for (int i = 0; i < 20; i++)
+        v[i] = 3.3;
+    v[6] = 3.3000000001; /* differs from a flat window: z = inf */
+    v[7] = 1e6 / 3;      /* values that then leave the window */
+    v[8] = -12345.678;
+    v[9] = 0.1;
+    s_process(h, 20, v);
+    const double *z = ew_harness_extra(h), *score = ew_harness_scores(h);
+    const uint8_t *flag = ew_harness_flags(h);
+    ck_assert(z[5] == 0 && score[5] == 0 && flag[5] == 0);
+    ck_assert(isinf(z[6]) && score[6] == 1 && flag[6] == 1);
+    /* From sample 15 on the window is flat 3.3 again: the statistics must say
+     * so exactly (no residue of the spikes), or equal values would alarm. */
+    for (int i = 15; i < 20; i++)
+        ck_assert_msg(z[i] == 0 && flag[i] == 0, "sample %d: z %g", i, z[i]);
+    ew_harness_destroy(&h);
+
+    h = s_make(1, s_one, (const char *[]){"window", "5", NULL});
+    for (int i = 0; i < 20; i++)
+        v[i] = 3.3;
+    v[12] = 3.2;
+    s_process(h, 20, v);
+    ck_assert(isinf(ew_harness_extra(h)[12]) && ew_harness_flags(h)[12] == 1);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+/* Window [1, 2, 3, 4, 100]: median 3, |dev| = 2,1,0,1,97 -> MAD 1, so
+ * x = 6 is z = 3 / 1.4826; the 100 does not inflate the spread. */
+START_TEST(robust_odd_window)
+{
+    ew_harness *h = s_make(1, s_one, (const char *[]){"window", "5", "robust", "true", "threshold",
+                                                      "2", NULL});
+    const double v[] = {1, 100, 3, 2, 4, 6};
+    s_process(h, 6, v);
+    ck_assert_double_eq_tol(ew_harness_extra(h)[5], 3 / 1.4826, 1e-12);
+    ck_assert_uint_eq(ew_harness_flags(h)[5], 1);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+/* Window [10, 1, 4, 2]: median 3, |dev| = 7,2,1,1 -> MAD 1.5; x = 9 is
+ * z = 6 / (1.5 * 1.4826). Then the window slides to [1, 4, 2, 9]: median 3,
+ * |dev| = 2,1,1,6 -> MAD 1.5; x = 0 is z = 3 / 2.2239. */
+START_TEST(robust_even_window_slides)
+{
+    ew_harness *h = s_make(1, s_one, (const char *[]){"window", "4", "robust", "yes", NULL});
+    const double v[] = {10, 1, 4, 2, 9, 0};
+    s_process(h, 6, v);
+    ck_assert_double_eq_tol(ew_harness_extra(h)[4], 6 / (1.5 * 1.4826), 1e-12);
+    ck_assert_double_eq_tol(ew_harness_extra(h)[5], 3 / (1.5 * 1.4826), 1e-12);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+/* More than half the window equal: MAD = 0, so the mean absolute deviation
+ * from the median (0.2 here) times sqrt(pi/2) measures the spread. */
+START_TEST(robust_zero_mad)
+{
+    ew_harness *h = s_make(1, s_one, (const char *[]){"window", "5", "robust", "on", NULL});
+    const double v[] = {5, 5, 6, 5, 5, 6};
+    s_process(h, 6, v);
+    ck_assert_double_eq_tol(ew_harness_extra(h)[5], 1 / (0.2 * 1.2533141373155003), 1e-9);
+    ew_harness_destroy(&h);
+    h = s_make(1, s_one, (const char *[]){"window", "5", "robust", "on", NULL});
+    const double w[] = {5, 5, 5, 5, 5, 6, 5};
+    s_process(h, 6, w);
+    ck_assert(isinf(ew_harness_extra(h)[5]) && ew_harness_flags(h)[5] == 1);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+/* Robust mode against a brute-force median/MAD on random data. */
+START_TEST(robust_matches_brute_force)
+{
+    enum { N = 3000, W = 37 };
+    ew_harness *h = s_make(1, s_one, (const char *[]){"window", "37", "robust", "true", NULL});
+    double *v = malloc(N * sizeof *v);
+    unsigned seed = 12345;
+    for (int i = 0; i < N; i++) {
+        seed = seed * 1103515245u + 12345u;
+        /* Coarse values, so ties and zero deviations occur. */
+        v[i] = (double)((seed >> 16) % 50) / 4;
+    }
+    s_process(h, N, v);
+    double win[W], dev[W];
+    for (int i = W; i < N; i++) {
+        memcpy(win, v + i - W, sizeof win);
+        for (int a = 1; a < W; a++)
+            for (int b = a; b > 0 && win[b - 1] > win[b]; b--) {
+                double t = win[b];
+                win[b] = win[b - 1];
+                win[b - 1] = t;
+            }
+        double med = win[W / 2];
+        for (int k = 0; k < W; k++)
+            dev[k] = fabs(win[k] - med);
+        for (int a = 1; a < W; a++)
+            for (int b = a; b > 0 && dev[b - 1] > dev[b]; b--) {
+                double t = dev[b];
+                dev[b] = dev[b - 1];
+                dev[b - 1] = t;
+            }
+        double spread = 1.4826 * dev[W / 2];
+        if (spread == 0) {
+            double sum = 0;
+            for (int k = 0; k < W; k++)
+                sum += dev[k];
+            spread = 1.2533141373155003 * sum / W;
+        }
+        double want = v[i] == med ? 0 : spread == 0 ? INFINITY : fabs(v[i] - med) / spread;
+        double got = ew_harness_extra(h)[i];
+        ck_assert_msg(got == want || fabs(got - want) <= 1e-12 * want, "sample %d: %g vs %g", i,
+                      got, want);
+    }
+    free(v);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+/* Box-Muller from a tiny LCG: good enough noise for a numerical test. */
+static double s_gauss(unsigned long long *state)
+{
+    *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
+    double u1 = ((double)(*state >> 11) + 0.5) / 9007199254740992.0;
+    *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
+    double u2 = (double)(*state >> 11) / 9007199254740992.0;
+    return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
+}
+
+/* Values near 1e9 with small noise: a sum-of-squares implementation loses
+ * every digit here. Compare z with a two-pass computation in long double. */
+static void s_check_stability(double base, double noise, double level, double tolerance)
+{
+    enum { N = 100000, W = 100 };
+    ew_harness *h = s_make(1, s_one, (const char *[]){"window", "100", NULL});
+    double *v = malloc(N * sizeof *v);
+    unsigned long long st = 42;
+    /* Every 700 samples the level jumps by `level` and back: while the window
+     * spans a jump its sum of squares is huge, and when the jump leaves it an
+     * incremental update cancels away all precision unless recomputed. */
+    for (int i = 0; i < N; i++)
+        v[i] = base + noise * s_gauss(&st) + (i / 700 % 2 ? level : 0) +
+               (i % 5000 == 0 ? 50 * noise : 0);
+    s_process(h, N, v);
+    double worst = 0;
+    for (int i = W; i < N; i++) {
+        long double mean = 0, m2 = 0;
+        for (int k = i - W; k < i; k++)
+            mean += (long double)v[k];
+        mean /= W;
+        for (int k = i - W; k < i; k++)
+            m2 += ((long double)v[k] - mean) * ((long double)v[k] - mean);
+        long double want = fabsl((long double)v[i] - mean) / sqrtl(m2 / (W - 1));
+        double got = ew_harness_extra(h)[i];
+        double err = fabs((double)(got - want)) / fmax(1.0, (double)want);
+        if (err > worst)
+            worst = err;
+    }
+    ck_assert_msg(worst < tolerance, "base %g noise %g: worst error %g", base, noise, worst);
+    free(v);
+    ew_harness_destroy(&h);
+}
+
+START_TEST(numerically_stable_near_1e9)
+{
+    s_check_stability(1e9, 1.0, 0, 1e-9);
+    s_check_stability(1e9, 1e-3, 0, 1e-6);
+    s_check_stability(-3e12, 0.5, 0, 1e-6);
+    s_check_stability(1e9, 1.0, -1e9, 1e-6);
+    s_check_stability(0, 1e-3, 1e7, 1e-6);
+}
+END_TEST
+
+START_TEST(chained_after_a_detector)
+{
+    /* An upstream detector's score and anomaly are not scored again, and its
+     * z channel keeps its name: ours is named after the node. */
+    const char *const names[] = {"a", "z", "score", "anomaly"};
+    ew_harness *h = s_make(4, names, (const char *[]){"window", "4", NULL});
+    const ew_schema *out = ew_harness_output(h);
+    ck_assert_uint_eq(out->channels, 7);
+    ck_assert_str_eq(out->names[4], "z_test");
+    /* a and z are flat at 1; score and anomaly jump, which must not matter. */
+    const double v[] = {1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0.9, 1};
+    s_process(h, 5, v);
+    ck_assert(ew_harness_extra(h)[4] == 0 && ew_harness_flags(h)[4] == 0);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+START_TEST(option_errors)
+{
+    struct {
+        const char *key, *value, *want;
+    } cases[] = {
+        {"window", "1", "out of range"},
+        {"window", "ten", "integer"},
+        {"threshold", "0", "out of range"},
+        {"warmup", "-2", "out of range"},
+        {"robust", "maybe", "true or false"},
+        {"windw", "10", "unknown option"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
+        ew_harness_input(h, 1, s_one);
+        ew_harness_option(h, cases[i].key, cases[i].value);
+        ck_assert_int_ne(ew_harness_init(h), EW_OK);
+        const char *msg = ew_harness_error(h);
+        ck_assert_msg(strstr(msg, cases[i].key) && strstr(msg, cases[i].want), "%s = %s: %s",
+                      cases[i].key, cases[i].value, msg);
+        ew_harness_destroy(&h);
+    }
+}
+END_TEST
+
+static void s_unescape_pipes(char *s)
+{
+    char *out = s;
+    for (const char *p = s; *p; p++)
+        if (!(p[0] == '\\' && p[1] == '|'))
+            *out++ = *p;
+    *out = '\0';
+}
+
+/* The README's option table is the one `edgewatch describe` prints as Markdown,
+ * and the README documents the score mapping. */
+START_TEST(readme_lists_every_option)
+{
+    const char *root = getenv("EW_TEST_SOURCE_DIR");
+    if (!root)
+        return;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/plugins/%s/README.md", root, ew_plugin_entry()->name);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    char *readme = NULL;
+    size_t cap = 0;
+    ck_assert(getdelim(&readme, &cap, '\0', f) > 0);
+    fclose(f);
+    char *table = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&table, &len);
+    options_describe(ew_plugin_entry()->options, mem, 1);
+    fclose(mem);
+    s_unescape_pipes(readme);
+    s_unescape_pipes(table);
+    for (char *line = strtok(table, "\n"); line; line = strtok(NULL, "\n"))
+        ck_assert_msg(strstr(readme, line), "%s lacks the row:\n%s", path, line);
+    ck_assert_msg(strstr(readme, "z^2 / (z^2 + threshold^2)"), "score mapping not documented");
+    free(table);
+    free(readme);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("plugin-zscore");
+    TCase *tc = tcase_create("zscore");
+    tcase_add_test(tc, descriptor_and_schema);
+    tcase_add_test(tc, known_series);
+    tcase_add_test(tc, score_is_one_half_at_threshold);
+    tcase_add_test(tc, score_mapping_is_monotone_in_unit_interval);
+    tcase_add_test(tc, max_over_channels);
+    tcase_add_test(tc, explicit_warmup);
+    tcase_add_test(tc, default_warmup_is_the_window);
+    tcase_add_test(tc, state_carries_across_batches);
+    tcase_add_test(tc, nan_and_inf_are_skipped);
+    tcase_add_test(tc, flat_signal);
+    tcase_add_test(tc, robust_odd_window);
+    tcase_add_test(tc, robust_even_window_slides);
+    tcase_add_test(tc, robust_zero_mad);
+    tcase_add_test(tc, robust_matches_brute_force);
+    tcase_add_test(tc, numerically_stable_near_1e9);
+    tcase_add_test(tc, chained_after_a_detector);
+    tcase_add_test(tc, option_errors);
+    tcase_add_test(tc, readme_lists_every_option);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
