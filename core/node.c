@@ -110,8 +110,13 @@ static int s_append_names(ew_node *n, size_t count, const char *const *names)
         return EW_ERR;
     n->out_names = grown;
     for (size_t i = 0; i < count; i++) {
-        if (!names[i] || !names[i][0]) {
-            snprintf(n->error, sizeof n->error, "channel %zu has no name", i + 1);
+        size_t len = names[i] ? strlen(names[i]) : 0;
+        bool control = false;
+        for (size_t k = 0; k < len; k++)
+            control |= (unsigned char)names[i][k] < 0x20 || names[i][k] == 0x7f;
+        if (len == 0 || len > 128 || control) {
+            snprintf(n->error, sizeof n->error,
+                     "channel %zu: a name must be 1 to 128 bytes without control characters", i + 1);
             return EW_EINVAL;
         }
         for (size_t j = 0; j < n->n_out_names; j++) {

@@ -14,6 +14,7 @@
  * docs/abi.md for the full contract and the versioning policy.
  *
  * C11, no dependency beyond the C library: no ZeroMQ or inih type appears here.
+ * The host never changes the locale: strtod and printf behave as in "C".
  */
 #ifndef EDGEWATCH_PLUGIN_H
 #define EDGEWATCH_PLUGIN_H
@@ -165,14 +166,20 @@ typedef struct ew_host {
     /* Monotonic time in ns (CLOCK_MONOTONIC), for pacing and timeouts. */
     int64_t (*monotonic)(ew_node *node);
 
-    /* Sources, in init: declares the output channels. Names are copied. */
+    /* Sources, in init: declares the output channels. Names are copied; each is 1 to
+     * 128 bytes without control characters, and unique in the stream. */
     int (*set_channels)(ew_node *node, size_t count, const char *const *names);
-    /* Detectors, in init: the schema of the input stream (all inputs share it). */
+    /* Detectors and sinks, in init: the schema of the (first) input stream. A
+     * detector's inputs all share it; a sink with several inputs sees each batch's
+     * own schema in ew_batch.schema. */
     const ew_schema *(*input_schema)(ew_node *node);
-    /* Detectors, in init: declares extra output channels (e.g. the raw statistic). */
+    /* Detectors, in init: declares extra output channels (e.g. the raw statistic),
+     * named by the same rules; `score` and `anomaly` are the host's. */
     int (*add_channels)(ew_node *node, size_t count, const char *const *names);
     /* Sources, in produce: appends one sample (values: one per declared channel).
-     * May block while downstream is full; returns EW_ESTOP when the host is stopping. */
+     * May block while downstream is full. Returns EW_ESTOP, without taking the
+     * sample, when the host is stopping at once: produce should then return EW_ESTOP,
+     * which the host treats as a normal stop. */
     int (*emit)(ew_node *node, int64_t ts, const double *values);
 
     /* Saves a per-node state file atomically with a checksummed header. `file` is a
@@ -187,7 +194,7 @@ typedef struct ew_host {
      * Call in init. Returns NULL on a bad name: not [a-z0-9_]+, or starting with
      * node_, build_ or uptime_ (the host's own metrics). */
     ew_counter *(*counter)(ew_node *node, const char *name, const char *help);
-    /* Adds to a counter; cheap and thread-safe. */
+    /* Adds to a counter; cheap and thread-safe; a NULL counter is ignored. */
     void (*counter_add)(ew_counter *counter, uint64_t delta);
     /* Whether the host wants the node to stop (sources polling a device may check it). */
     bool (*stopping)(ew_node *node);
@@ -220,7 +227,8 @@ typedef struct ew_plugin {
     int (*start)(void *self);
     /* Sources: emits zero or more samples. Sets *wake_at (CLOCK_MONOTONIC ns) to when it
      * wants to be called again; 0 = as soon as possible. Returns EW_OK, EW_EOF at the
-     * end of the stream, EW_EAGAIN on a transient fault, EW_ERR on a fatal one. */
+     * end of the stream (samples emitted in that same call are delivered first),
+     * EW_EAGAIN on a transient fault, EW_ERR on a fatal one. */
     int (*produce)(void *self, int64_t *wake_at);
     /* Sources, optional: a file descriptor whose readability also wakes produce; -1 = none.
      * Asked after start and after every produce call, so it may change on reconnect. */
@@ -246,9 +254,12 @@ typedef struct ew_plugin {
 /* Signature of the entry symbol. */
 typedef const ew_plugin *(*ew_plugin_entry_fn)(void);
 
+/* The entry point every plugin defines with EW_PLUGIN_EXPORT (declared here so a
+ * test that links a plugin's objects can call it). */
+EW_EXPORT const ew_plugin *ew_plugin_entry(void);
+
 /* Defines the exported entry symbol returning the descriptor `desc`. Use once per plugin. */
-#define EW_PLUGIN_EXPORT(desc)                                  \
-    EW_EXPORT const ew_plugin *ew_plugin_entry(void);           \
+#define EW_PLUGIN_EXPORT(desc) \
     EW_EXPORT const ew_plugin *ew_plugin_entry(void) { return &(desc); }
 
 #ifdef __cplusplus

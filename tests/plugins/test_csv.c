@@ -14,7 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-EW_EXPORT const ew_plugin *ew_plugin_entry(void);
 
 static char s_dir[256];
 static char s_path[512];

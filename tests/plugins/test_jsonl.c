@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-EW_EXPORT const ew_plugin *ew_plugin_entry(void);
 
 static char s_dir[256];
 static char s_path[512];

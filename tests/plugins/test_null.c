@@ -13,7 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 
-EW_EXPORT const ew_plugin *ew_plugin_entry(void);
 
 static char s_log[256];
 

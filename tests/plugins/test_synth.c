@@ -10,7 +10,6 @@
 #include <string.h>
 #include <time.h>
 
-EW_EXPORT const ew_plugin *ew_plugin_entry(void);
 
 /* A harness with the given options (NULL-terminated key, value pairs), initialised. */
 static ew_harness *s_make(const char *const *kv)

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-EW_EXPORT const ew_plugin *ew_plugin_entry(void);
 
 /* A detector over `names` with options (NULL-terminated pairs), initialised. */
 static ew_harness *s_make(size_t nch, const char *const *names, const char *const *kv)

@@ -4,9 +4,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-/* The plugin under test is compiled into this program; this is its entry point. */
-const ew_plugin *ew_plugin_entry(void);
-
 START_TEST(test_scores_and_flags)
 {
     ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
