@@ -43,6 +43,7 @@ typedef struct synth_config {
     double drift;
     double anomaly_rate;
     ew_list anomalies;
+    int timestamps; /* 0 = scheduled, 1 = emitted */
 } synth_config;
 
 enum s_kind { S_SPIKE = 0, S_SHIFT = 1, S_STUCK = 2, S_KINDS = 3 };
@@ -103,6 +104,8 @@ static const ew_option s_options[] = {
                     "Probability per sample that an anomaly starts on one random channel."),
     EW_OPTION_RANGE("anomalies", EW_OPT_LIST, "spike, shift, stuck", 1, 16, synth_config,
                     anomalies, "Kinds of anomaly to inject: any of spike, shift, stuck."),
+    EW_OPTION_ENUM("timestamps", "scheduled", "scheduled|emitted", synth_config, timestamps,
+                   "Paced samples carry their scheduled instant, or the instant they are emitted."),
     EW_OPTION_END,
 };
 
@@ -326,7 +329,9 @@ static int s_produce(void *self, int64_t *wake_at)
             return EW_OK;
         }
         s_generate(s);
-        int rc = host->emit(s->node, wall - (mono - due), s->values);
+        /* `emitted` leaves the machine's timer lateness out of latency measurements. */
+        int64_t ts = s->cfg->timestamps ? host->now(s->node) : wall - (mono - due);
+        int rc = host->emit(s->node, ts, s->values);
         if (rc != EW_OK)
             return rc;
     }

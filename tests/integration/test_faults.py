@@ -15,7 +15,7 @@ FLAKY = os.environ.get("EW_FLAKY_PLUGINS",
                        os.path.join(ewtest.SOURCE_DIR, "build", "tests", "fixtures", "flaky"))
 
 FINISHED = re.compile(r"\[(\S+)\] finished \((\w+)\): samples_in=(\d+) samples_out=(\d+) dropped=(\d+)")
-RECEIVED = re.compile(r"flaky sink received (\d+) samples, first channel sum (\d+)")
+RECEIVED = re.compile(r"flaky sink received (\d+) samples, first channel sum (-?\d+)")
 
 
 def finished(stderr):
