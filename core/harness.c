@@ -56,6 +56,8 @@ struct ew_harness {
     bool inited;   /* init succeeded: destroy is owed */
     bool in_init;  /* set_channels/add_channels are only valid now */
     bool stop;
+    bool learning;
+    char state_path[4096];
     int64_t clock_offset;
 
     s_names input;    /* detectors and sinks */
@@ -396,6 +398,28 @@ static bool s_host_stopping(ew_node *node)
     return node->h->stop;
 }
 
+static void s_host_set_learning(ew_node *node, bool learning)
+{
+    node->h->learning = learning;
+}
+
+static const char *s_host_state_path(ew_node *node)
+{
+    ew_harness *h = node->h;
+    char err[512];
+    if (!h->state_dir) {
+        s_error(h, "no state folder: pass one to ew_harness_new");
+        return NULL;
+    }
+    if (state_prepare_dir(h->state_dir, S_NODE_NAME, h->state_path, sizeof h->state_path, err,
+                          sizeof err) < 0) {
+        s_host_log(node, EW_LOG_ERROR, "%s", err);
+        s_error(h, "%s", err);
+        return NULL;
+    }
+    return h->state_path;
+}
+
 /* ---- the public API ---- */
 
 ew_harness *ew_harness_new(const ew_plugin *plugin, const char *state_dir)
@@ -429,6 +453,8 @@ ew_harness *ew_harness_new(const ew_plugin *plugin, const char *state_dir)
         .counter = s_host_counter,
         .counter_add = s_host_counter_add,
         .stopping = s_host_stopping,
+        .set_learning = s_host_set_learning,
+        .state_path = s_host_state_path,
     };
     h->in_schema.score_index = h->in_schema.anomaly_index = -1;
     h->out_schema.score_index = h->out_schema.anomaly_index = -1;
@@ -575,6 +601,14 @@ int ew_harness_init(ew_harness *h)
         else
             s_error(h, "%s", oerr.message);
         return EW_EINVAL;
+    }
+    if (EW_PLUGIN_HAS(p, validate) && p->validate) {
+        char why[512] = "";
+        int line = 0;
+        if (p->validate(h->config, why, sizeof why, &line) != EW_OK) {
+            s_error(h, "invalid configuration (line %d): %s", line, why[0] ? why : "no detail given");
+            return EW_EINVAL;
+        }
     }
     h->error[0] = '\0';
     h->in_init = true;
@@ -805,4 +839,9 @@ void ew_harness_destroy(ew_harness **hp)
     free(h->state_dir);
     free(h);
     *hp = NULL;
+}
+
+bool ew_harness_learning(const ew_harness *h)
+{
+    return h && h->learning;
 }

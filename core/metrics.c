@@ -33,7 +33,7 @@ void metrics_health(const runtime *rt, http_response *out)
     bool any_starting = false;
     for (size_t i = 0; i < rt->g->count; i++) {
         const ew_node *n = &rt->nodes[i];
-        node_state st = (node_state)atomic_load(&((ew_node *)n)->state);
+        node_state st = node_shown_state(n);
         json_object *o = json_object_new_object();
         json_object_object_add(o, "kind", json_object_new_string(graph_kind_name(n->g->kind)));
         json_object_object_add(o, "plugin", json_object_new_string(n->g->plugin));
@@ -51,7 +51,7 @@ void metrics_health(const runtime *rt, http_response *out)
             json_object_array_add(failed, json_object_new_string(n->g->name));
         if (st == NODE_RETRYING)
             json_object_array_add(retrying, json_object_new_string(n->g->name));
-        if (st != NODE_RUNNING && st != NODE_ENDED)
+        if (st != NODE_RUNNING && st != NODE_LEARNING && st != NODE_ENDED)
             healthy = false;
         any_starting |= st == NODE_STARTING;
     }
@@ -177,9 +177,9 @@ void metrics_prometheus(const runtime *rt, http_response *out)
     fprintf(f, "# HELP edgewatch_node_up Whether a node is running (1) or not (0).\n"
                "# TYPE edgewatch_node_up gauge\n");
     for (size_t i = 0; i < rt->g->count; i++) {
-        node_state st = (node_state)atomic_load(&((ew_node *)&rt->nodes[i])->state);
+        node_state st = node_shown_state(&rt->nodes[i]);
         fprintf(f, "edgewatch_node_up{node=\"%s\",state=\"%s\"} %d\n", rt->nodes[i].g->name, node_state_name(st),
-                st == NODE_RUNNING);
+                st == NODE_RUNNING || st == NODE_LEARNING);
     }
     /* Plugin counters: one family per counter name, all its nodes together. */
     for (size_t i = 0; i < rt->g->count; i++) {

@@ -26,8 +26,15 @@ const char *node_state_name(node_state s)
     case NODE_ENDED: return "ended";
     case NODE_FAILED: return "failed";
     case NODE_STOPPING: return "stopping";
+    case NODE_LEARNING: return "learning";
     }
     return "unknown";
+}
+
+node_state node_shown_state(const ew_node *n)
+{
+    node_state st = (node_state)atomic_load(&((ew_node *)n)->state);
+    return st == NODE_RUNNING && atomic_load(&((ew_node *)n)->learning) ? NODE_LEARNING : st;
 }
 
 static int64_t s_clock(clockid_t id)
@@ -331,6 +338,17 @@ static bool s_api_stopping(ew_node *n)
     return n->stop_requested || n->abort_requested;
 }
 
+static void s_api_set_learning(ew_node *n, bool learning)
+{
+    if (atomic_exchange(&n->learning, learning) != learning)
+        s_log(n, EW_LOG_INFO, "%s", learning ? "learning the model" : "model ready: scoring");
+}
+
+static const char *s_api_state_path(ew_node *n)
+{
+    return s_state_dir(n) == 0 ? n->state_path : NULL;
+}
+
 static const ew_host s_host = {
     .struct_size = sizeof(ew_host),
     .abi_major = EW_ABI_MAJOR,
@@ -349,6 +367,8 @@ static const ew_host s_host = {
     .counter = s_api_counter,
     .counter_add = s_api_counter_add,
     .stopping = s_api_stopping,
+    .set_learning = s_api_set_learning,
+    .state_path = s_api_state_path,
 };
 
 const ew_host *node_host_api(void)

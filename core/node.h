@@ -22,10 +22,15 @@ typedef enum node_state {
     NODE_ENDED = 3,    /* its stream ended and it finished cleanly */
     NODE_FAILED = 4,   /* a fatal error stopped it */
     NODE_STOPPING = 5, /* draining after a shutdown request */
+    NODE_LEARNING = 6, /* running while a detector learns its model (healthy) */
 } node_state;
 
 /* Lower-case name of a state ("retrying"). */
 const char *node_state_name(node_state s);
+
+/* The state to show in /health and /metrics: running reads as learning while the
+ * plugin says its model is being learnt. */
+node_state node_shown_state(const struct ew_node *n);
 
 /* Counters every node keeps; written by the node's thread, read by /metrics. */
 typedef struct node_metrics {
@@ -103,6 +108,7 @@ struct ew_node {
     size_t scratch_cap;
 
     _Atomic int state;
+    _Atomic bool learning;   /* set through host->set_learning */
     node_metrics m;
     struct ew_counter counters[NODE_MAX_COUNTERS];
     _Atomic size_t n_counters;

@@ -168,6 +168,7 @@ const char *options_type_name(ew_opt_type type)
     case EW_OPT_DURATION: return "duration";
     case EW_OPT_SIZE: return "size";
     case EW_OPT_LIST: return "list";
+    case EW_OPT_PREFIX: return "map";
     }
     return "unknown";
 }
@@ -238,7 +239,7 @@ static int s_check_range(const ew_option *opt, double v, int line, options_error
     if (!s_has_range(opt) || (v >= opt->min && v <= opt->max))
         return 0;
     const char *what = opt->type == EW_OPT_DURATION ? " seconds"
-                       : opt->type == EW_OPT_LIST   ? " items"
+                       : opt->type == EW_OPT_LIST || opt->type == EW_OPT_PREFIX ? " items"
                        : opt->type == EW_OPT_SIZE   ? " bytes"
                                                     : "";
     s_err(err, line, opt->name, "%.15g%s is out of range: allowed %.15g to %.15g%s", v, what, opt->min,
@@ -347,6 +348,8 @@ static int s_set(const ew_option *opt, const char *value, int line, void *config
         memcpy(slot, &v, sizeof v);
         return 0;
     }
+    case EW_OPT_PREFIX:
+        break; /* filled from all its keys at once by s_set_prefix */
     }
     s_err(err, line, opt->name, "option has an unknown type %d (plugin bug)", (int)opt->type);
     return -1;
@@ -372,16 +375,24 @@ static size_t s_type_size(ew_opt_type type)
     case EW_OPT_DURATION: return sizeof(int64_t);
     case EW_OPT_SIZE: return sizeof(uint64_t);
     case EW_OPT_LIST: return sizeof(ew_list);
+    case EW_OPT_PREFIX: return sizeof(ew_kvlist);
     }
     return 0;
 }
 
-static bool s_name_valid(const char *name)
+/* [a-z0-9_]+, or for a prefix option [a-z0-9_]+ followed by one '.'. */
+static bool s_name_valid(const char *name, bool prefix)
 {
-    if (!name || !*name || strlen(name) > 48)
+    size_t n = name ? strlen(name) : 0;
+    if (prefix) {
+        if (n < 2 || name[n - 1] != '.')
+            return false;
+        n--;
+    }
+    if (n == 0 || n > 48)
         return false;
-    for (const char *p = name; *p; p++)
-        if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_'))
+    for (size_t i = 0; i < n; i++)
+        if (!(islower((unsigned char)name[i]) || isdigit((unsigned char)name[i]) || name[i] == '_'))
             return false;
     return true;
 }
@@ -396,8 +407,14 @@ int options_check_table(const ew_option *table, size_t config_size, char *err, s
         return -1;
     }
     for (const ew_option *o = table; o->name; o++) {
-        if (!s_name_valid(o->name)) {
-            snprintf(err, errlen, "option name \"%s\" is not [a-z0-9_]+", o->name);
+        bool prefix = o->type == EW_OPT_PREFIX;
+        if (!s_name_valid(o->name, prefix)) {
+            snprintf(err, errlen, "option name \"%s\" is not %s", o->name,
+                     prefix ? "[a-z0-9_]+ followed by '.'" : "[a-z0-9_]+");
+            return -1;
+        }
+        if (prefix && o->default_value) {
+            snprintf(err, errlen, "prefix option \"%s\" cannot have a default", o->name);
             return -1;
         }
         for (const ew_option *p = table; p < o; p++) {
@@ -435,12 +452,57 @@ int options_check_table(const ew_option *table, size_t config_size, char *err, s
     return 0;
 }
 
+/* Whether `key` is one of a prefix option's keys: the prefix and something after it. */
+static bool s_prefix_match(const ew_option *o, const char *key)
+{
+    size_t n = strlen(o->name);
+    return o->type == EW_OPT_PREFIX && strncmp(key, o->name, n) == 0 && key[n] != '\0';
+}
+
 static const ew_option *s_find(const ew_option *table, const char *key)
 {
     for (const ew_option *o = table; o && o->name; o++)
-        if (strcmp(o->name, key) == 0)
+        if (o->type == EW_OPT_PREFIX ? s_prefix_match(o, key) : strcmp(o->name, key) == 0)
             return o;
     return NULL;
+}
+
+/* Gathers every key of a prefix option, in file order, into its ew_kvlist. */
+static int s_set_prefix(const ew_option *o, const options_kv *kvs, size_t count, void *config,
+                        options_mem *mem, options_error *err)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < count; i++)
+        n += s_prefix_match(o, kvs[i].key);
+    ew_kvlist v = {0};
+    const char **keys = s_keep(mem, calloc(n + 1, sizeof *keys));
+    const char **values = s_keep(mem, calloc(n + 1, sizeof *values));
+    int *lines = s_keep(mem, calloc(n + 1, sizeof *lines));
+    if (!keys || !values || !lines) {
+        s_err(err, 0, o->name, "out of memory");
+        return -1;
+    }
+    size_t plen = strlen(o->name);
+    for (size_t i = 0; i < count; i++) {
+        if (!s_prefix_match(o, kvs[i].key))
+            continue;
+        keys[v.count] = kvs[i].key + plen;
+        values[v.count] = kvs[i].value;
+        lines[v.count] = kvs[i].line;
+        v.count++;
+    }
+    if (o->required && v.count == 0) {
+        s_err(err, 0, o->name, "required: add at least one `%sNAME = ...` line (%s)", o->name,
+              o->description ? o->description : "");
+        return -1;
+    }
+    if (s_check_range(o, (double)v.count, v.count ? lines[0] : 0, err) < 0)
+        return -1;
+    v.keys = keys;
+    v.values = values;
+    v.lines = lines;
+    memcpy((char *)config + o->offset, &v, sizeof v);
+    return 0;
 }
 
 /* "window, threshold, warmup" for an unknown-key message. */
@@ -478,6 +540,11 @@ int options_fill(const ew_option *table, size_t config_size, const options_kv *k
         }
     }
     for (const ew_option *o = table; o && o->name; o++) {
+        if (o->type == EW_OPT_PREFIX) {
+            if (s_set_prefix(o, kvs, count, config, mem, err) < 0)
+                return -1;
+            continue;
+        }
         const options_kv *kv = NULL;
         for (size_t i = 0; i < count; i++)
             if (strcmp(kvs[i].key, o->name) == 0)
@@ -508,7 +575,9 @@ static void s_range_text(const ew_option *o, char *out, size_t outlen, int markd
     }
     else if (s_has_range(o))
         snprintf(out, outlen, "%.15g..%.15g%s", o->min, o->max,
-                 o->type == EW_OPT_DURATION ? " s" : o->type == EW_OPT_LIST ? " items" : "");
+                 o->type == EW_OPT_DURATION                              ? " s"
+                 : o->type == EW_OPT_LIST || o->type == EW_OPT_PREFIX ? " items"
+                                                                       : "");
     else
         out[0] = '\0';
 }
@@ -527,12 +596,14 @@ void options_describe(const ew_option *table, FILE *out, int markdown)
         char range[160];
         s_range_text(o, range, sizeof range, markdown);
         const char *def = o->required ? "(required)" : o->default_value ? o->default_value : "";
+        char name[64];
+        snprintf(name, sizeof name, "%s%s", o->name, o->type == EW_OPT_PREFIX ? "NAME" : "");
         if (markdown) {
-            fprintf(out, "| `%s` | %s | %s%s%s | %s | %s |\n", o->name, options_type_name(o->type),
+            fprintf(out, "| `%s` | %s | %s%s%s | %s | %s |\n", name, options_type_name(o->type),
                     *def && !o->required ? "`" : "", def, *def && !o->required ? "`" : "", range,
                     o->description ? o->description : "");
         } else {
-            fprintf(out, "  %-18s %-9s default: %-14s%s%s\n", o->name, options_type_name(o->type),
+            fprintf(out, "  %-18s %-9s default: %-14s%s%s\n", name, options_type_name(o->type),
                     *def ? def : "(none)", *range ? " range: " : "", range);
             fprintf(out, "  %18s %s\n", "", o->description ? o->description : "");
         }

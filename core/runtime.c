@@ -58,6 +58,15 @@ int runtime_prepare(runtime *rt, const config *cfg, const graph *g, const loader
                              oe.message, d->name, d->name);
             return -1;
         }
+        if (EW_PLUGIN_HAS(d, validate) && d->validate) {
+            char bad[600] = "";
+            int line = 0;
+            if (d->validate(n->config, bad, sizeof bad, &line) != EW_OK) {
+                config_error_set(err, line > 0 ? line : gn->line, gn->section, NULL, "%s",
+                                 bad[0] ? bad : "invalid configuration (the plugin gave no detail)");
+                return -1;
+            }
+        }
         n->in_socks = calloc(gn->n_inputs + 1, sizeof *n->in_socks);
         n->in_edges = calloc(gn->n_inputs + 1, sizeof *n->in_edges);
         n->in_eos = calloc(gn->n_inputs + 1, sizeof *n->in_eos);

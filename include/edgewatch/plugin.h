@@ -31,7 +31,7 @@ extern "C" {
 /* ABI version. Same major and a plugin minor not newer than the host's is
  * required to load. Minor bumps only append fields and host functions. */
 #define EW_ABI_MAJOR 1
-#define EW_ABI_MINOR 0
+#define EW_ABI_MINOR 1
 
 /* Marks the plugin entry point as exported even under -fvisibility=hidden. */
 #if defined(__GNUC__)
@@ -78,6 +78,10 @@ typedef enum ew_opt_type {
     EW_OPT_DURATION = 6, /* int64_t nanoseconds: "250ms", "1.5s", "2m", "1h"; bare number = seconds */
     EW_OPT_SIZE = 7,     /* uint64_t bytes: "512", "64KiB", "10MB", "1GiB" */
     EW_OPT_LIST = 8,     /* struct ew_list: comma-separated, items trimmed */
+    /* --- ABI 1.1 --- */
+    EW_OPT_PREFIX = 9,   /* struct ew_kvlist: every key starting with `name` (which ends
+                            in '.', e.g. "register."), in file order; for maps whose keys
+                            the user chooses, such as one key per channel */
 } ew_opt_type;
 
 /* Value of an EW_OPT_LIST option. Host-owned, valid until destroy returns. */
@@ -85,6 +89,14 @@ typedef struct ew_list {
     size_t count;              /* number of items */
     const char *const *items;  /* the items, trimmed, never empty strings */
 } ew_list;
+
+/* Value of an EW_OPT_PREFIX option (ABI 1.1). Host-owned, valid until destroy returns. */
+typedef struct ew_kvlist {
+    size_t count;               /* number of keys that matched the prefix */
+    const char *const *keys;    /* the part of each key after the prefix */
+    const char *const *values;  /* the values, after ${VAR} expansion */
+    const int *lines;           /* the line of each key in the config file */
+} ew_kvlist;
 
 /* One row of a plugin's option table. The table ends with a row whose name is NULL.
  * The host rejects unknown keys, parses each value by type, checks the range or
@@ -198,6 +210,16 @@ typedef struct ew_host {
     void (*counter_add)(ew_counter *counter, uint64_t delta);
     /* Whether the host wants the node to stop (sources polling a device may check it). */
     bool (*stopping)(ew_node *node);
+
+    /* --- ABI 1.1 --- */
+
+    /* Detectors: reports that the model is being learnt (true) or ready (false); shown
+     * as the node state `learning` in /health (a healthy state) and /metrics. */
+    void (*set_learning)(ew_node *node, bool learning);
+    /* The node's own folder under state_dir, created on first call, for files the
+     * plugin manages itself (e.g. a sink's spool). NULL, with the reason logged and
+     * set as the error, when it cannot be made writable. */
+    const char *(*state_path)(ew_node *node);
 } ew_host;
 
 /* True when the running host provides `field` of struct ew_host. */
@@ -242,7 +264,19 @@ typedef struct ew_plugin {
     int (*flush)(void *self);
     /* Frees the instance. Always called after a successful init. Optional. */
     void (*destroy)(void *self);
+
+    /* --- ABI 1.1 --- */
+
+    /* Checks the filled config for rules the option table cannot express (overlapping
+     * register maps, low > high), without touching devices or files. Called by
+     * `edgewatch check` and before init. On failure returns EW_ERR with a message in
+     * err and, in *line, the config line at fault (0 = the section). Optional. */
+    int (*validate)(const void *config, char *err, size_t errlen, int *line);
 } ew_plugin;
+
+/* True when a descriptor built against an older minor has `field`. */
+#define EW_PLUGIN_HAS(plugin, field) \
+    ((plugin)->struct_size >= offsetof(ew_plugin, field) + sizeof(((ew_plugin *)0)->field))
 
 /* Fills the descriptor header with the ABI this plugin is being built against. */
 #define EW_PLUGIN_HEADER \

@@ -63,6 +63,8 @@ uint64_t ew_harness_counter(const ew_harness *h, const char *name);
 size_t ew_harness_logged(const ew_harness *h, ew_log_level level);
 /* Asks the plugin to stop: host->stopping returns true and emit returns EW_ESTOP. */
 void ew_harness_request_stop(ew_harness *h);
+/* Whether the plugin last reported its model as being learnt (ABI 1.1 set_learning). */
+bool ew_harness_learning(const ew_harness *h);
 /* Calls destroy (if init succeeded), frees everything, sets *h to NULL. */
 void ew_harness_destroy(ew_harness **h);
 

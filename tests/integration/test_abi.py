@@ -41,7 +41,7 @@ only = all
         self.assertFalse(os.path.exists(self.out), "a refused pipeline was started")
 
     def test_fixtures_are_built(self):
-        for name in ("abi_same", "abi_newer", "abi_major"):
+        for name in ("abi_same", "abi_older", "abi_newer", "abi_major"):
             self.assertTrue(
                 os.path.isfile(os.path.join(ewtest.FIXTURE_PLUGINS, "source_%s.so" % name)),
                 "fixture %s not built in %s" % (name, ewtest.FIXTURE_PLUGINS))
@@ -64,6 +64,14 @@ only = all
         self.assertExit(self.cli("run", path), ewtest.EXIT_OK)
         records = ewtest.json_lines(self.out)
         self.assertEqual(len(records), 5)
+
+    def test_older_minor_loads_and_runs(self):
+        major, minor = ewtest.abi_version()
+        self.assertGreater(minor, 0, "no older minor exists for ABI %d.0" % major)
+        path = self.fixture_config("abi_older", count=7)
+        self.assertExit(self.cli("check", path), ewtest.EXIT_OK)
+        self.assertExit(self.cli("run", path), ewtest.EXIT_OK)
+        self.assertEqual(len(ewtest.json_lines(self.out)), 7)
 
     # --- world-writable plugins ----------------------------------------------------
 

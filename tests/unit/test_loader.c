@@ -181,7 +181,7 @@ START_TEST(test_find_direct_and_one_level_down)
     loader_path lp;
     s_path_of(&lp, dirs, 1);
     loaded_plugin p;
-    ck_assert_int_eq(loader_open(&lp, EW_KIND_DETECTOR, "zscore", 1, 0, &p, fx.err, sizeof fx.err), 0);
+    ck_assert_int_eq(loader_open(&lp, EW_KIND_DETECTOR, "zscore", EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), 0);
     ck_assert_str_eq(p.path, dst);
     loader_close(&p);
     unlink(dst);
@@ -190,7 +190,7 @@ START_TEST(test_find_direct_and_one_level_down)
     ck_assert_int_eq(mkdir(sub, 0755), 0);
     s_fmt(dst, sizeof dst, "%s/detector_zscore.so", sub);
     s_copy(src, dst, 0644);
-    ck_assert_int_eq(loader_open(&lp, EW_KIND_DETECTOR, "zscore", 1, 0, &p, fx.err, sizeof fx.err), 0);
+    ck_assert_int_eq(loader_open(&lp, EW_KIND_DETECTOR, "zscore", EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), 0);
     ck_assert_str_eq(p.path, dst);
     loader_close(&p);
     unlink(dst);
@@ -202,7 +202,7 @@ START_TEST(test_find_direct_and_one_level_down)
     ck_assert_int_eq(mkdir(sub, 0755), 0);
     s_fmt(dst, sizeof dst, "%s/detector_zscore.so", sub);
     s_copy(src, dst, 0644);
-    ck_assert_int_eq(loader_open(&lp, EW_KIND_DETECTOR, "zscore", 1, 0, &p, fx.err, sizeof fx.err), -1);
+    ck_assert_int_eq(loader_open(&lp, EW_KIND_DETECTOR, "zscore", EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
     ck_assert_ptr_nonnull(strstr(fx.err, "no detector plugin \"zscore\""));
     loader_path_free(&lp);
 }
@@ -218,13 +218,13 @@ START_TEST(test_first_folder_wins)
     loader_path lp;
     s_path_of(&lp, dirs, 2);
     loaded_plugin p;
-    ck_assert_int_eq(loader_open(&lp, EW_KIND_SINK, "null", 1, 0, &p, fx.err, sizeof fx.err), 0);
+    ck_assert_int_eq(loader_open(&lp, EW_KIND_SINK, "null", EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), 0);
     ck_assert_str_eq(p.path, dst);
     loader_close(&p);
     loader_path_free(&lp);
     const char *dirs2[] = {fx.plugins, fx.tmp};
     s_path_of(&lp, dirs2, 2);
-    ck_assert_int_eq(loader_open(&lp, EW_KIND_SINK, "null", 1, 0, &p, fx.err, sizeof fx.err), 0);
+    ck_assert_int_eq(loader_open(&lp, EW_KIND_SINK, "null", EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), 0);
     s_build_file(dst, sizeof dst, "sink", "null");
     ck_assert_str_eq(p.path, dst);
     loader_close(&p);
@@ -237,12 +237,12 @@ START_TEST(test_kind_mismatch)
     loader_path lp;
     ck_assert_int_eq(loader_path_init(&lp, fx.plugins), 0);
     loaded_plugin p;
-    ck_assert_int_eq(loader_open(&lp, EW_KIND_SINK, "synth", 1, 0, &p, fx.err, sizeof fx.err), -1);
+    ck_assert_int_eq(loader_open(&lp, EW_KIND_SINK, "synth", EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
     ck_assert_str_eq(fx.err, "plugin \"synth\" is a source, not a sink: use it in a [source.NAME] section");
     ck_assert_ptr_null(p.handle);
-    ck_assert_int_eq(loader_open(&lp, EW_KIND_DETECTOR, "jsonl", 1, 0, &p, fx.err, sizeof fx.err), -1);
+    ck_assert_int_eq(loader_open(&lp, EW_KIND_DETECTOR, "jsonl", EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
     ck_assert_str_eq(fx.err, "plugin \"jsonl\" is a sink, not a detector: use it in a [sink.NAME] section");
-    ck_assert_int_eq(loader_open(&lp, EW_KIND_SOURCE, "zscore", 1, 0, &p, fx.err, sizeof fx.err), -1);
+    ck_assert_int_eq(loader_open(&lp, EW_KIND_SOURCE, "zscore", EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
     ck_assert_str_eq(fx.err, "plugin \"zscore\" is a detector, not a source: use it in a [detector.NAME] section");
     loader_path_free(&lp);
 }
@@ -254,7 +254,7 @@ START_TEST(test_not_found)
     loader_path lp;
     ck_assert_int_eq(loader_path_init(&lp, fx.plugins), 0);
     loaded_plugin p;
-    ck_assert_int_eq(loader_open(&lp, EW_KIND_SOURCE, "modbus_x", 1, 0, &p, fx.err, sizeof fx.err), -1);
+    ck_assert_int_eq(loader_open(&lp, EW_KIND_SOURCE, "modbus_x", EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
     char want[2000];
     s_fmt(want, sizeof want,
              "no source plugin \"modbus_x\" (file source_modbus_x.so) in: %s /nonexistent/ew-env %s; run "
@@ -263,7 +263,7 @@ START_TEST(test_not_found)
     ck_assert_str_eq(fx.err, want);
     /* A short buffer is cut, never overrun. */
     char small[40];
-    ck_assert_int_eq(loader_open(&lp, EW_KIND_SOURCE, "modbus_x", 1, 0, &p, small, sizeof small), -1);
+    ck_assert_int_eq(loader_open(&lp, EW_KIND_SOURCE, "modbus_x", EW_ABI_MAJOR, EW_ABI_MINOR, &p, small, sizeof small), -1);
     ck_assert_uint_eq(strlen(small), sizeof small - 1);
     ck_assert_int_eq(strncmp(small, want, sizeof small - 1), 0);
     loader_path_free(&lp);
@@ -280,7 +280,7 @@ START_TEST(test_name_differs_from_file)
     loader_path lp;
     s_path_of(&lp, dirs, 1);
     loaded_plugin p;
-    ck_assert_int_eq(loader_open(&lp, EW_KIND_SOURCE, "other", 1, 0, &p, fx.err, sizeof fx.err), -1);
+    ck_assert_int_eq(loader_open(&lp, EW_KIND_SOURCE, "other", EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
     char want[PATH_MAX + 200];
     s_fmt(want, sizeof want, "plugin file %s declares itself as source \"synth\", not source \"other\"", dst);
     ck_assert_str_eq(fx.err, want);
@@ -296,7 +296,7 @@ START_TEST(test_world_writable_file)
     s_fmt(dst, sizeof dst, "%s/source_synth.so", fx.tmp);
     s_copy(src, dst, 0666);
     loaded_plugin p;
-    ck_assert_int_eq(loader_open_file(dst, 1, 0, &p, fx.err, sizeof fx.err), -1);
+    ck_assert_int_eq(loader_open_file(dst, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
     char want[3 * PATH_MAX];
     s_fmt(want, sizeof want,
           "refusing plugin file %s: it is writable by every user (mode 0666), so they could run code in "
@@ -308,18 +308,18 @@ START_TEST(test_world_writable_file)
     const char *dirs[] = {fx.tmp};
     loader_path lp;
     s_path_of(&lp, dirs, 1);
-    ck_assert_int_eq(loader_open(&lp, EW_KIND_SOURCE, "synth", 1, 0, &p, fx.err, sizeof fx.err), -1);
+    ck_assert_int_eq(loader_open(&lp, EW_KIND_SOURCE, "synth", EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
     ck_assert_str_eq(fx.err, want);
     /* The file may not be writable by its group either. */
     ck_assert_int_eq(chmod(dst, 0664), 0);
-    ck_assert_int_eq(loader_open(&lp, EW_KIND_SOURCE, "synth", 1, 0, &p, fx.err, sizeof fx.err), -1);
+    ck_assert_int_eq(loader_open(&lp, EW_KIND_SOURCE, "synth", EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
     s_fmt(want, sizeof want,
           "refusing plugin file %s: it is writable by its group (mode 0664), so they could run code in "
           "edgewatch; fix with: chmod go-w %s",
           dst, dst);
     ck_assert_str_eq(fx.err, want);
     ck_assert_int_eq(chmod(dst, 0755), 0);
-    ck_assert_int_eq(loader_open(&lp, EW_KIND_SOURCE, "synth", 1, 0, &p, fx.err, sizeof fx.err), 0);
+    ck_assert_int_eq(loader_open(&lp, EW_KIND_SOURCE, "synth", EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), 0);
     loader_close(&p);
     loader_path_free(&lp);
 }
@@ -332,13 +332,13 @@ START_TEST(test_world_writable_folder)
     s_fmt(dst, sizeof dst, "%s/source_synth.so", fx.tmp);
     s_copy(src, dst, 0644);
     loaded_plugin p;
-    ck_assert_int_eq(loader_open_file(dst, 1, 0, &p, fx.err, sizeof fx.err), 0);
+    ck_assert_int_eq(loader_open_file(dst, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), 0);
     loader_close(&p);
     static const mode_t modes[] = {0777, 01777};
     static const char *const shown[] = {"0777", "1777"};
     for (size_t i = 0; i < 2; i++) {
         ck_assert_int_eq(chmod(fx.tmp, modes[i]), 0);
-        ck_assert_int_eq(loader_open_file(dst, 1, 0, &p, fx.err, sizeof fx.err), -1);
+        ck_assert_int_eq(loader_open_file(dst, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
         char want[3 * PATH_MAX];
         s_fmt(want, sizeof want,
               "refusing plugin folder %s: it is writable by every user (mode %s), so they could run code in "
@@ -349,7 +349,7 @@ START_TEST(test_world_writable_folder)
     }
     /* A folder writable by its group only is accepted. */
     ck_assert_int_eq(chmod(fx.tmp, 0770), 0);
-    ck_assert_int_eq(loader_open_file(dst, 1, 0, &p, fx.err, sizeof fx.err), 0);
+    ck_assert_int_eq(loader_open_file(dst, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), 0);
     loader_close(&p);
     ck_assert_int_eq(chmod(fx.tmp, 0700), 0);
 }
@@ -365,7 +365,7 @@ START_TEST(test_not_a_plugin)
     s_fmt(dst, sizeof dst, "%s/source_zlib.so", fx.tmp);
     s_copy(info.dli_fname, dst, 0644);
     loaded_plugin p;
-    ck_assert_int_eq(loader_open_file(dst, 1, 0, &p, fx.err, sizeof fx.err), -1);
+    ck_assert_int_eq(loader_open_file(dst, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
     char want[PATH_MAX + 200];
     s_fmt(want, sizeof want,
              "%s is not an edgewatch plugin: it exports no ew_plugin_entry() (define it with EW_PLUGIN_EXPORT)", dst);
@@ -378,18 +378,18 @@ START_TEST(test_not_a_plugin)
     ck_assert_ptr_nonnull(f);
     fputs("this is not ELF\n", f);
     fclose(f);
-    ck_assert_int_eq(loader_open_file(dst, 1, 0, &p, fx.err, sizeof fx.err), -1);
+    ck_assert_int_eq(loader_open_file(dst, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
     s_fmt(want, sizeof want, "cannot load plugin %s: ", dst);
     ck_assert_msg(strncmp(fx.err, want, strlen(want)) == 0, "%s", fx.err);
 
     /* Missing, and not a regular file. */
     s_fmt(dst, sizeof dst, "%s/source_missing.so", fx.tmp);
-    ck_assert_int_eq(loader_open_file(dst, 1, 0, &p, fx.err, sizeof fx.err), -1);
+    ck_assert_int_eq(loader_open_file(dst, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
     s_fmt(want, sizeof want, "cannot read plugin %s: No such file or directory", dst);
     ck_assert_str_eq(fx.err, want);
     s_fmt(dst, sizeof dst, "%s/source_dir.so", fx.tmp);
     ck_assert_int_eq(mkdir(dst, 0755), 0);
-    ck_assert_int_eq(loader_open_file(dst, 1, 0, &p, fx.err, sizeof fx.err), -1);
+    ck_assert_int_eq(loader_open_file(dst, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
     s_fmt(want, sizeof want, "plugin %s is not a regular file", dst);
     ck_assert_str_eq(fx.err, want);
 }
@@ -400,31 +400,39 @@ START_TEST(test_abi_gate)
     char path[PATH_MAX];
     s_build_file(path, sizeof path, "detector", "zscore");
     loaded_plugin p;
-    /* Built with 1.0: a host of the same major and a newer minor loads it. */
-    ck_assert_int_eq(loader_open_file(path, 1, 0, &p, fx.err, sizeof fx.err), 0);
-    ck_assert_uint_eq(p.desc->abi_major, 1);
-    ck_assert_uint_eq(p.desc->abi_minor, 0);
+    /* Built with this SDK (1.1): this host loads it, and so does one of a newer minor. */
+    ck_assert_int_eq(loader_open_file(path, 1, 1, &p, fx.err, sizeof fx.err), 0);
+    ck_assert_uint_eq(p.desc->abi_major, EW_ABI_MAJOR);
+    ck_assert_uint_eq(p.desc->abi_minor, EW_ABI_MINOR);
     loader_close(&p);
     ck_assert_int_eq(loader_open_file(path, 1, 3, &p, fx.err, sizeof fx.err), 0);
     ck_assert_str_eq(p.path, path);
     loader_close(&p);
-    /* Another major is refused, naming the file and both versions. */
-    ck_assert_int_eq(loader_open_file(path, 2, 0, &p, fx.err, sizeof fx.err), -1);
+    /* A host of an older minor refuses it, naming the file and both versions. */
+    ck_assert_int_eq(loader_open_file(path, 1, 0, &p, fx.err, sizeof fx.err), -1);
     char want[PATH_MAX + 400];
     s_fmt(want, sizeof want,
-             "plugin %s was built for plugin ABI 1.0, but this edgewatch provides ABI 2.0: majors differ, so it "
+             "plugin %s needs plugin ABI 1.1, newer than the ABI 1.0 of this edgewatch: upgrade edgewatch or "
+             "rebuild the plugin against this version's SDK",
+             path);
+    ck_assert_str_eq(fx.err, want);
+    ck_assert_ptr_null(p.handle);
+    /* Another major is refused too. */
+    ck_assert_int_eq(loader_open_file(path, 2, 0, &p, fx.err, sizeof fx.err), -1);
+    s_fmt(want, sizeof want,
+             "plugin %s was built for plugin ABI 1.1, but this edgewatch provides ABI 2.0: majors differ, so it "
              "is not binary compatible; rebuild the plugin against the edgewatch-plugin SDK of this version",
              path);
     ck_assert_str_eq(fx.err, want);
     ck_assert_ptr_null(p.handle);
     ck_assert_int_eq(loader_open_file(path, 0, 7, &p, fx.err, sizeof fx.err), -1);
-    ck_assert_ptr_nonnull(strstr(fx.err, "built for plugin ABI 1.0, but this edgewatch provides ABI 0.7"));
+    ck_assert_ptr_nonnull(strstr(fx.err, "built for plugin ABI 1.1, but this edgewatch provides ABI 0.7"));
     /* Through the search path as well. */
     loader_path lp;
     ck_assert_int_eq(loader_path_init(&lp, fx.plugins), 0);
     ck_assert_int_eq(loader_open(&lp, EW_KIND_DETECTOR, "zscore", 2, 1, &p, fx.err, sizeof fx.err), -1);
     ck_assert_ptr_nonnull(strstr(fx.err, path));
-    ck_assert_ptr_nonnull(strstr(fx.err, "ABI 1.0"));
+    ck_assert_ptr_nonnull(strstr(fx.err, "ABI 1.1"));
     ck_assert_ptr_nonnull(strstr(fx.err, "ABI 2.1"));
     loader_path_free(&lp);
 }

@@ -2,6 +2,10 @@
 #include "metrics.h"
 
 #include <check.h>
+
+#define S_STR2(x) #x
+#define S_STR(x) S_STR2(x)
+#define S_ABI S_STR(EW_ABI_MAJOR) "." S_STR(EW_ABI_MINOR)
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -357,7 +361,7 @@ START_TEST(test_prometheus_values)
     s_check_families(text);
     static const char *const lines[] = {
         "# HELP edgewatch_build_info Version of this edgewatch.\n# TYPE edgewatch_build_info gauge\n"
-        "edgewatch_build_info{version=\"" EW_VERSION "\",abi=\"1.0\"} 1\n",
+        "edgewatch_build_info{version=\"" EW_VERSION "\",abi=\"" S_ABI "\"} 1\n",
         "# TYPE edgewatch_uptime_seconds gauge\nedgewatch_uptime_seconds 0.000\n",
         "# HELP edgewatch_node_samples_in_total Samples a node received.\n"
         "# TYPE edgewatch_node_samples_in_total counter\n"
