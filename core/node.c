@@ -71,6 +71,9 @@ static void s_log(ew_node *n, ew_log_level level, const char *fmt, ...)
 
 /* ---- host API ---------------------------------------------------------------------------- */
 
+static void s_api_log(ew_node *n, ew_log_level level, const char *fmt, ...) EW_PRINTF(3, 4);
+static void s_api_set_error(ew_node *n, const char *fmt, ...) EW_PRINTF(2, 3);
+
 static void s_api_log(ew_node *n, ew_log_level level, const char *fmt, ...)
 {
     va_list ap;
