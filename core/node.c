@@ -615,7 +615,8 @@ static int s_run_source(ew_node *n)
         if ((items[0].revents & ZMQ_POLLIN) && s_ctl_handle(n))
             return n->abort_requested ? EW_ESTOP : EW_OK;
         now = s_mono();
-        bool readable = fd >= 0 && (items[1].revents & ZMQ_POLLIN);
+        /* A hung-up device (POLLHUP) arrives as ZMQ_POLLERR: produce must see it too. */
+        bool readable = fd >= 0 && (items[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR));
         if (now >= wake_at || readable) {
             n->error[0] = '\0';
             int64_t next = 0;
