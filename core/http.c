@@ -678,9 +678,9 @@ int http_get(const char *url, int timeout_ms, int *status, char *body, size_t bo
     char hdr[HTTP_GET_HEADER_MAX + 1];
     size_t hlen = 0, body_used = 0, body_cap = (body && bodylen > 0) ? bodylen - 1 : 0;
     long long content_length = -1;
-    int have_headers = 0, eof = 0;
+    int have_headers = 0;
     const char *failure = NULL;
-    while (!eof) {
+    for (;;) {
         if (have_headers && (body_used >= body_cap ||
                              (content_length >= 0 && (long long)body_used >= content_length)))
             break; /* all we want (or have room for) is here */
@@ -701,10 +701,8 @@ int http_get(const char *url, int timeout_ms, int *status, char *body, size_t bo
             failure = strerror(errno);
             break;
         }
-        if (n == 0) {
-            eof = 1;
-            break;
-        }
+        if (n == 0)
+            break; /* the server closed: the response is complete */
         const char *data = chunk;
         size_t len = (size_t)n;
         if (!have_headers) {
@@ -753,9 +751,15 @@ int http_get(const char *url, int timeout_ms, int *status, char *body, size_t bo
         s_err(err, errlen, "no valid HTTP response from %s: %s", where, failure);
         return -1;
     }
-    int code = 0, minor = 0;
-    char sp = 0;
-    if (sscanf(hdr, "HTTP/1.%d %3d%c", &minor, &code, &sp) < 2 || code < 100 || code > 599) {
+    /* "HTTP/1.x NNN ...": the status is the three digits after the version. */
+    int code = 0;
+    if (strncmp(hdr, "HTTP/1.", 7) == 0 && hdr[7] >= '0' && hdr[7] <= '9' && hdr[8] == ' ') {
+        char *end = NULL;
+        long v = strtol(hdr + 9, &end, 10);
+        if (end == hdr + 12 && (*end == ' ' || *end == '\r' || *end == '\n' || *end == '\0'))
+            code = (int)v;
+    }
+    if (code < 100 || code > 599) {
         s_err(err, errlen, "malformed status line from %s", where);
         return -1;
     }
