@@ -1,0 +1,79 @@
+/* forest: an isolation forest as scikit-learn 1.2 defines it: training, fast
+ * scoring, and the binary model format (see README.md, "Model format"). */
+#ifndef IFO_FOREST_H
+#define IFO_FOREST_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Version of the model format written by ifo_serialize and read by ifo_parse. */
+#define IFO_FORMAT_VERSION 1
+/* Flag: compare inputs rounded to float32, as scikit-learn's trees do. */
+#define IFO_FLAG_FLOAT32 1u
+/* Deepest tree a model may hold; scoring walks every tree this many steps at most.
+ * scikit-learn's limit is ceil(log2(max_samples)), so 64 leaves ample room. */
+#define IFO_MAX_DEPTH 64
+
+/* One node, laid out for branch-free scoring: an internal node sends x to
+ * child (x <= thr) or child + 1; a leaf points at itself with thr = +inf so that
+ * extra steps stay put. */
+typedef struct ifo_node {
+    double thr;       /* split threshold; +inf at a leaf */
+    uint32_t feature; /* column compared; 0 at a leaf */
+    uint32_t child;   /* index (in its tree) of the left child; the right one follows it */
+} ifo_node;
+
+/* A trained or loaded forest. Read-only once built, so the scoring thread and a
+ * training thread never share anything mutable. */
+typedef struct ifo_forest {
+    uint32_t n_features;  /* columns per sample */
+    uint32_t n_trees;
+    uint32_t flags;       /* IFO_FLAG_* */
+    uint64_t sample_size; /* samples each tree was grown from (scikit-learn's max_samples_) */
+    double threshold;     /* score threshold learnt with the forest (contamination), or 0.5 */
+    uint64_t schema_hash; /* ifo_schema_hash of the channels it was trained on; 0 = unknown */
+    double denominator;   /* n_trees * c(sample_size) */
+    uint32_t *tree_start; /* n_trees + 1 offsets into nodes */
+    uint8_t *tree_depth;  /* steps from the root to the deepest leaf, per tree */
+    ifo_node *nodes;
+    double *leaf_value;   /* per node: depth + c(n_node_samples) at a leaf, summed as sklearn does */
+    uint64_t *node_samples; /* training samples that reached each node (kept for saving) */
+} ifo_forest;
+
+/* c(n): average path length of an unsuccessful search in a binary search tree of
+ * n keys, exactly as sklearn's _average_path_length (c(0) = c(1) = 0, c(2) = 1). */
+double ifo_average_path_length(double n);
+
+/* FNV-1a hash of channel names, to recognise a model saved for other channels. */
+uint64_t ifo_schema_hash(size_t count, const char *const *names);
+
+/* Grows a forest from n rows of nf values (row-major, all finite). Each tree is
+ * grown from min(sample_size, n) rows drawn without replacement. Stops early
+ * (returns -1 with "stopped") when *stop becomes true. Returns 0 or -1 with err. */
+int ifo_train(ifo_forest **out, const double *x, size_t n, uint32_t nf, uint32_t n_trees,
+              uint64_t sample_size, uint64_t seed, const atomic_bool *stop, char *err,
+              size_t errlen);
+
+/* Scores n rows of f->n_features finite values (already rounded to float32
+ * when f->flags says so). sums[i] = the sum over trees of the path length, in
+ * sklearn's order; score = ifo_score_from_sum. */
+void ifo_path_sums(const ifo_forest *f, const double *x, size_t n, double *sums);
+
+/* The isolation score 2^(-mean path / c(sample_size)) from a sum of path lengths. */
+double ifo_score_from_sum(const ifo_forest *f, double sum);
+
+/* Serialises into a malloc'd buffer (the model format). Returns 0 or -1 (no memory). */
+int ifo_serialize(const ifo_forest *f, unsigned char **out, size_t *len);
+
+/* Parses and validates a model: every count is checked against the bytes
+ * present before anything is allocated, every node index is in range and
+ * reached exactly once, trees are at most IFO_MAX_DEPTH deep. Returns 0 or -1
+ * with a reason in err. */
+int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t errlen);
+
+/* Frees a forest and sets *f to NULL. */
+void ifo_free(ifo_forest **f);
+
+#endif

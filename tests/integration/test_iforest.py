@@ -1,0 +1,144 @@
+"""End to end: the iforest detector learns on the device, saves its model through
+the host's state files, scores from the first sample after a SIGKILL and a
+restart, relearns when the state file is corrupt, and shows `learning` in /health."""
+
+import glob
+import os
+import random
+import signal
+import textwrap
+import time
+
+import ewtest
+
+ROWS = 3000
+TRAIN = 1000
+
+
+def write_csv(path, rows=ROWS, seed=4):
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        f.write("timestamp,a,b,c\n")
+        for i in range(rows):
+            vals = [rng.gauss(0, 1), rng.gauss(5, 2), rng.gauss(-1, 0.5)]
+            if i % 200 == 199:
+                vals = [v + 12 for v in vals]
+            f.write("2026-01-01T%02d:%02d:%02d.000Z,%s\n" % (
+                i // 3600, i // 60 % 60, i % 60, ",".join(repr(v) for v in vals)))
+
+
+class IforestTest(ewtest.EdgewatchTest):
+
+    def config(self, rate=0, train=TRAIN, http="off"):
+        self.csv = os.path.join(self.tmp, "in.csv")
+        if not os.path.exists(self.csv):
+            write_csv(self.csv)
+        self.out = os.path.join(self.tmp, "out.jsonl")
+        return self.write_config(self.pipeline(http=http) + textwrap.dedent("""
+            [source.rows]
+            plugin = csv
+            path = %s
+            rate = %s
+
+            [detector.forest]
+            plugin = iforest
+            input = rows
+            train_samples = %d
+            seed = 9
+
+            [sink.out]
+            plugin = jsonl
+            input = forest
+            path = %s
+            flush = line
+            """) % (self.csv, rate, train, self.out))
+
+    def state_files(self, pattern="forest.bin"):
+        return glob.glob(os.path.join(self.state_dir, "**", pattern), recursive=True)
+
+    def wait_for(self, what, cond, proc, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > deadline:
+                self.fail("%s not within %ss\n%s" % (what, timeout, proc.output()))
+            if not proc.running():
+                self.fail("edgewatch exited before %s\n%s" % (what, proc.output()))
+            time.sleep(0.05)
+
+    def test_restart_after_sigkill_scores_from_the_first_sample(self):
+        # Run 1, paced so that it is still running when the model is saved.
+        proc = self.start("run", self.config(rate=1000))
+        self.wait_for("the model file", lambda: self.state_files(), proc)
+        # Let some samples be scored with the trained model, then kill it hard.
+        self.wait_for("scored samples", lambda: any(
+            l["score"] > 0 for l in self.lines()), proc)
+        time.sleep(0.3)
+        proc.kill()
+        first = self.lines()
+        learnt = [i for i, l in enumerate(first) if l["score"] > 0]
+        self.assertTrue(learnt, "run 1 scored nothing with its model")
+        # While learning: score 0, no anomaly, no path length.
+        self.assertTrue(all(l["score"] == 0 and not l["anomaly"] and
+                            l["values"]["path_length"] is None for l in first[:TRAIN]))
+
+        os.unlink(self.out)
+        r = self.cli("run", self.config(), timeout=120)
+        self.assertExit(r, ewtest.EXIT_OK)
+        self.assertIn("scoring from the first sample", r.stderr)
+        self.assertNotIn("learning the model", r.stderr)
+        second = self.lines()
+        self.assertEqual(len(second), ROWS)
+        self.assertTrue(all(l["score"] > 0 for l in second), "run 2 did not score from sample 0")
+        for i in learnt:
+            self.assertEqual(second[i]["score"], first[i]["score"], "row %d" % i)
+            self.assertEqual(second[i]["anomaly"], first[i]["anomaly"], "row %d" % i)
+        # The planted outliers stand out.
+        outliers = [second[i]["score"] for i in range(199, ROWS, 200)]
+        normal = sorted(l["score"] for i, l in enumerate(second) if i % 200 != 199)
+        self.assertGreater(min(outliers), normal[int(len(normal) * 0.99)])
+
+    def test_corrupt_state_file_is_moved_aside_and_relearnt(self):
+        r = self.cli("run", self.config(), timeout=120)
+        self.assertExit(r, ewtest.EXIT_OK)
+        (state,) = self.state_files()
+        with open(state, "r+b") as f:
+            f.seek(300)
+            byte = f.read(1)
+            f.seek(300)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        os.unlink(self.out)
+        r = self.cli("run", self.config(), timeout=120)
+        self.assertExit(r, ewtest.EXIT_OK)
+        aside = self.state_files("forest.bin.corrupt-*")
+        self.assertEqual(len(aside), 1, r.stderr)
+        self.assertRegex(r.stderr, r"forest\.bin.*corrupt|corrupt.*forest\.bin")
+        self.assertIn("learning the model", r.stderr)
+        lines = self.lines()
+        self.assertTrue(all(l["score"] == 0 for l in lines[:TRAIN]), "it did not relearn")
+        # (At full speed the stream may end before the new forest is grown: the
+        # end of the stream waits for it and saves it.)
+        self.assertEqual(len(self.state_files()), 1, "the relearnt model was not saved")
+        self.assertIn("model ready", r.stderr)
+
+    def test_health_shows_learning_while_training(self):
+        port = ewtest.free_port()
+        proc = self.start("run", self.config(rate=200, train=1000000,
+                                             http="127.0.0.1:%d" % port))
+        _, _, body = self.wait_http(proc, port, "/health", timeout=15)
+        self.assertIn("learning", body)
+        _, _, metrics = self.wait_http(proc, port, "/metrics", timeout=5)
+        self.assertIn("learning", metrics)
+        self.assertEqual(self.stop(proc), 0)
+
+    def lines(self):
+        if not os.path.exists(self.out):
+            return []
+        with open(self.out, encoding="utf-8") as f:
+            text = f.read()
+        # A SIGKILL may cut the last line: keep complete ones.
+        import json
+        return [json.loads(l) for l in text.split("\n")[:-1] if l]
+
+
+if __name__ == "__main__":
+    ewtest.main()

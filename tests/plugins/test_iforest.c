@@ -1,0 +1,690 @@
+/* Tests of the iforest detector plugin through the SDK harness: learning on a
+ * thread, outlier separation, determinism, persistence, hostile model files. */
+#include <edgewatch/testing.h>
+
+#include "ewp_rng.h"
+#include "options.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const s_two[] = {"a", "b"};
+static const char *const s_three[] = {"a", "b", "c"};
+
+/* A fresh temporary folder (removed by s_rmtree). */
+static char *s_tmpdir(void)
+{
+    char *dir = strdup("/tmp/ew-iforest-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    return dir;
+}
+
+static void s_rmtree(char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    free(dir);
+}
+
+/* A harness over nch channels with options (NULL-terminated pairs); returns the
+ * init code in *rc (or asserts success when rc is NULL). */
+static ew_harness *s_make(const char *state_dir, size_t nch, const char *const *names,
+                          const char *const *kv, int *rc)
+{
+    ew_harness *h = ew_harness_new(ew_plugin_entry(), state_dir);
+    ck_assert_ptr_nonnull(h);
+    ck_assert_int_eq(ew_harness_input(h, nch, names), EW_OK);
+    for (size_t i = 0; kv && kv[i]; i += 2)
+        ck_assert_int_eq(ew_harness_option(h, kv[i], kv[i + 1]), EW_OK);
+    int r = ew_harness_init(h);
+    if (rc)
+        *rc = r;
+    else
+        ck_assert_msg(r == EW_OK, "init failed (%d): %s", r, ew_harness_error(h));
+    return h;
+}
+
+/* n rows of 2 standard normal values (seeded). */
+static double *s_normal(size_t n, size_t nch, uint64_t seed)
+{
+    ewp_rng *rng = malloc(sizeof *rng);
+    ewp_rng_seed(rng, seed);
+    double *v = malloc(n * nch * sizeof *v);
+    for (size_t i = 0; i < n * nch; i++)
+        v[i] = ewp_rng_normal(rng);
+    free(rng);
+    return v;
+}
+
+static void s_process(ew_harness *h, size_t n, const double *values)
+{
+    int64_t *ts = calloc(n ? n : 1, sizeof *ts);
+    int rc = ew_harness_process(h, n, ts, values);
+    ck_assert_msg(rc == EW_OK, "process: %s", ew_harness_error(h));
+    free(ts);
+}
+
+/* Feeds one normal row at a time until the model is ready (bounded: 60 s). */
+static void s_wait_ready(ew_harness *h, size_t nch)
+{
+    double row[8] = {0};
+    ck_assert_uint_le(nch, 8);
+    for (int i = 0; i < 60000 && ew_harness_learning(h); i++) {
+        s_process(h, 1, row);
+        if (ew_harness_learning(h))
+            nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    }
+    ck_assert_msg(!ew_harness_learning(h), "the model was not ready within 60 s");
+}
+
+/* A trained 2-channel detector (train_samples 500, 50 trees, seed as given). */
+static ew_harness *s_trained(const char *state_dir, const char *seed)
+{
+    ew_harness *h = s_make(state_dir, 2, s_two,
+                           (const char *[]){"train_samples", "500", "trees", "50", "seed", seed,
+                                            NULL},
+                           NULL);
+    double *train = s_normal(500, 2, 7);
+    s_process(h, 500, train);
+    free(train);
+    s_wait_ready(h, 2);
+    return h;
+}
+
+/* Test rows: 200 normal ones, then 4 far outliers. */
+static double *s_test_rows(size_t *n)
+{
+    double *v = s_normal(204, 2, 99);
+    const double out[8] = {8, 8, -7, 6, 0, 9, 10, -10};
+    memcpy(v + 400, out, sizeof out);
+    *n = 204;
+    return v;
+}
+
+static double *s_scores_of(ew_harness *h, size_t n, const double *rows)
+{
+    s_process(h, n, rows);
+    double *s = malloc(n * sizeof *s);
+    memcpy(s, ew_harness_scores(h), n * sizeof *s);
+    return s;
+}
+
+START_TEST(descriptor_and_schema)
+{
+    const ew_plugin *p = ew_plugin_entry();
+    ck_assert_int_eq(p->kind, EW_KIND_DETECTOR);
+    ck_assert_str_eq(p->name, "iforest");
+    char err[256];
+    ck_assert_msg(options_check_table(p->options, p->config_size, err, sizeof err) == 0, "%s", err);
+    char *dir = s_tmpdir();
+    ew_harness *h = s_make(dir, 2, s_two, NULL, NULL);
+    const ew_schema *out = ew_harness_output(h);
+    ck_assert_uint_eq(out->channels, 5);
+    ck_assert_str_eq(out->names[2], "path_length");
+    ck_assert_int_eq(out->score_index, 3);
+    ck_assert_int_eq(out->anomaly_index, 4);
+    ew_harness_destroy(&h);
+    s_rmtree(dir);
+}
+END_TEST
+
+START_TEST(learning_state_then_ready)
+{
+    char *dir = s_tmpdir();
+    ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "500", NULL}, NULL);
+    ck_assert(ew_harness_learning(h));
+    double *train = s_normal(500, 2, 7);
+    s_process(h, 500, train);
+    /* While the forest is pending: score 0, no anomaly, no path length. */
+    for (size_t i = 0; i < 500; i++) {
+        ck_assert(ew_harness_scores(h)[i] == 0 && ew_harness_flags(h)[i] == 0);
+        ck_assert(isnan(ew_harness_extra(h)[i]));
+    }
+    s_wait_ready(h, 2);
+    ck_assert_uint_eq(ew_harness_counter(h, "iforest_trainings"), 1);
+    char path[512];
+    snprintf(path, sizeof path, "%s/test/forest.bin", dir);
+    ck_assert_msg(access(path, R_OK) == 0, "%s not saved", path);
+    free(train);
+    ew_harness_destroy(&h);
+    s_rmtree(dir);
+}
+END_TEST
+
+START_TEST(separates_outliers)
+{
+    char *dir = s_tmpdir();
+    ew_harness *h = s_trained(dir, "1");
+    size_t n;
+    double *rows = s_test_rows(&n);
+    s_process(h, n, rows);
+    const double *score = ew_harness_scores(h), *path = ew_harness_extra(h);
+    const uint8_t *flag = ew_harness_flags(h);
+    double max_normal = 0, mean_normal = 0;
+    for (size_t i = 0; i < 200; i++) {
+        ck_assert(score[i] > 0 && score[i] < 1);
+        mean_normal += score[i] / 200;
+        if (score[i] > max_normal)
+            max_normal = score[i];
+        /* score = 2^(-path / c(256)) */
+        ck_assert_double_eq_tol(score[i], pow(2, -path[i] / (2 * (log(255) + 0.5772156649015329) -
+                                                            2.0 * 255 / 256)), 1e-12);
+    }
+    /* scikit-learn on such data (2-D normal, 500 samples, 50 trees) gives a
+     * mean score of 0.456 to 0.481 over five seeds, and flags about a quarter of
+     * the normal samples at its 'auto' threshold 0.5 (hence contamination). */
+    ck_assert_msg(mean_normal > 0.42 && mean_normal < 0.5, "mean normal score %g", mean_normal);
+    for (size_t i = 200; i < 204; i++) {
+        ck_assert_msg(score[i] > 0.6 && flag[i] == 1, "outlier %zu: score %g", i, score[i]);
+        size_t above = 0;
+        for (size_t k = 0; k < 200; k++)
+            above += score[i] > score[k];
+        ck_assert_msg(above >= 196, "outlier %zu (%g) above only %zu of 200 normal samples (max %g)",
+                      i, score[i], above, max_normal);
+    }
+    free(rows);
+    ew_harness_destroy(&h);
+    s_rmtree(dir);
+}
+END_TEST
+
+START_TEST(deterministic_per_seed)
+{
+    char *d1 = s_tmpdir(), *d2 = s_tmpdir(), *d3 = s_tmpdir();
+    ew_harness *a = s_trained(d1, "5"), *b = s_trained(d2, "5"), *c = s_trained(d3, "6");
+    size_t n;
+    double *rows = s_test_rows(&n);
+    double *sa = s_scores_of(a, n, rows), *sb = s_scores_of(b, n, rows), *sc = s_scores_of(c, n, rows);
+    ck_assert(memcmp(sa, sb, n * sizeof *sa) == 0);
+    ck_assert(memcmp(sa, sc, n * sizeof *sa) != 0);
+    free(sa);
+    free(sb);
+    free(sc);
+    free(rows);
+    ew_harness_destroy(&a);
+    ew_harness_destroy(&b);
+    ew_harness_destroy(&c);
+    s_rmtree(d1);
+    s_rmtree(d2);
+    s_rmtree(d3);
+}
+END_TEST
+
+START_TEST(persistence_round_trip)
+{
+    char *dir = s_tmpdir();
+    ew_harness *h = s_trained(dir, "3");
+    size_t n;
+    double *rows = s_test_rows(&n);
+    double *before = s_scores_of(h, n, rows);
+    ew_harness_destroy(&h);
+    /* A restart: ready at once, the same scores from the first sample. */
+    h = s_make(dir, 2, s_two,
+               (const char *[]){"train_samples", "500", "trees", "50", "seed", "3", NULL}, NULL);
+    ck_assert(!ew_harness_learning(h));
+    double *after = s_scores_of(h, n, rows);
+    ck_assert(memcmp(before, after, n * sizeof *before) == 0);
+    ck_assert_uint_eq(ew_harness_counter(h, "iforest_trainings"), 0);
+    free(before);
+    free(after);
+    free(rows);
+    ew_harness_destroy(&h);
+    s_rmtree(dir);
+}
+END_TEST
+
+/* Lists the entries of dir whose name contains `part`. */
+static int s_count_files(const char *dir, const char *part)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int count = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        count += strstr(e->d_name, part) != NULL;
+    closedir(d);
+    return count;
+}
+
+START_TEST(corrupt_state_is_moved_aside_and_relearnt)
+{
+    char *dir = s_tmpdir();
+    ew_harness *h = s_trained(dir, "1");
+    ew_harness_destroy(&h);
+    char path[600], folder[512];
+    snprintf(folder, sizeof folder, "%s/test", dir);
+    snprintf(path, sizeof path, "%s/forest.bin", folder);
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 200, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, 200, SEEK_SET);
+    fputc(c ^ 0x55, f);
+    fclose(f);
+    h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "500", "trees", "50", NULL}, NULL);
+    ck_assert(ew_harness_learning(h));
+    ck_assert_uint_ge(ew_harness_logged(h, EW_LOG_WARN), 1);
+    ck_assert_int_eq(s_count_files(folder, ".corrupt-"), 1);
+    double *train = s_normal(500, 2, 7);
+    s_process(h, 500, train);
+    s_wait_ready(h, 2);
+    ck_assert_msg(access(path, R_OK) == 0, "relearnt model not saved");
+    free(train);
+    ew_harness_destroy(&h);
+    s_rmtree(dir);
+}
+END_TEST
+
+START_TEST(saved_model_of_other_channels_is_relearnt)
+{
+    char *dir = s_tmpdir();
+    ew_harness *h = s_trained(dir, "1");
+    ew_harness_destroy(&h);
+    h = s_make(dir, 3, s_three, (const char *[]){"train_samples", "500", NULL}, NULL);
+    ck_assert(ew_harness_learning(h));
+    ck_assert_uint_ge(ew_harness_logged(h, EW_LOG_WARN), 1);
+    ew_harness_destroy(&h);
+    /* Same count, other names: also another model. */
+    h = s_make(dir, 2, (const char *[]){"a", "x"}, (const char *[]){"train_samples", "500", NULL},
+               NULL);
+    ck_assert(ew_harness_learning(h));
+    ew_harness_destroy(&h);
+    s_rmtree(dir);
+}
+END_TEST
+
+/* --- model files ----------------------------------------------------------- */
+
+typedef struct s_buf {
+    unsigned char b[8192];
+    size_t n;
+} s_buf;
+
+static void s_u32(s_buf *m, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        m->b[m->n++] = (unsigned char)(v >> (8 * i));
+}
+
+static void s_u64(s_buf *m, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        m->b[m->n++] = (unsigned char)(v >> (8 * i));
+}
+
+static void s_f64(s_buf *m, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    s_u64(m, u);
+}
+
+static void s_node(s_buf *m, int32_t left, int32_t right, int32_t feature, double thr, uint64_t n)
+{
+    s_u32(m, (uint32_t)left);
+    s_u32(m, (uint32_t)right);
+    s_u32(m, (uint32_t)feature);
+    s_u32(m, 0);
+    s_f64(m, thr);
+    s_u64(m, n);
+}
+
+static void s_header(s_buf *m, uint32_t flags, uint32_t nf, uint32_t trees, uint64_t psi, double thr)
+{
+    memcpy(m->b, "EWIFORST", 8);
+    m->n = 8;
+    s_u32(m, 1);
+    s_u32(m, flags);
+    s_u32(m, nf);
+    s_u32(m, trees);
+    s_u64(m, psi);
+    s_f64(m, thr);
+    s_u64(m, 0);
+}
+
+/* One tree over 2 features: root splits a <= 0.5 into a leaf of 1 sample
+ * (left) and a leaf of 3 (right); sample size 4. */
+static void s_small_model(s_buf *m)
+{
+    s_header(m, 0, 2, 1, 4, 0.5);
+    s_u32(m, 3);
+    s_u32(m, 0);
+    s_node(m, 1, 2, 0, 0.5, 4);
+    s_node(m, -1, -1, -2, -2, 1);
+    s_node(m, -1, -1, -2, -2, 3);
+}
+
+static char *s_write(const char *dir, const char *name, const void *data, size_t len)
+{
+    char *path = malloc(512);
+    snprintf(path, 512, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(data, 1, len, f), len);
+    fclose(f);
+    return path;
+}
+
+/* Init with model = the bytes given; returns the init code, error text in err. */
+static int s_try_model(const char *dir, const void *data, size_t len, char *err, size_t errlen)
+{
+    char *path = s_write(dir, "model.bin", data, len);
+    int rc;
+    ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"model", path, NULL}, &rc);
+    snprintf(err, errlen, "%s", ew_harness_error(h));
+    ew_harness_destroy(&h);
+    free(path);
+    return rc;
+}
+
+static double s_c(double n)
+{
+    return 2 * (log(n - 1) + 0.5772156649015329) - 2 * (n - 1) / n;
+}
+
+START_TEST(hand_made_model_scores_exactly)
+{
+    char *dir = s_tmpdir();
+    s_buf m;
+    s_small_model(&m);
+    char *path = s_write(dir, "model.bin", m.b, m.n);
+    ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"model", path, NULL}, NULL);
+    ck_assert(!ew_harness_learning(h));
+    const double rows[] = {0, 5, 1, 5, 0.5, 0, NAN, 0};
+    s_process(h, 4, rows);
+    const double *score = ew_harness_scores(h), *path_len = ew_harness_extra(h);
+    /* left leaf: depth 1 + c(1) = 1; right leaf: depth 1 + c(3) */
+    ck_assert(path_len[0] == 1.0 && path_len[2] == 1.0);
+    ck_assert_double_eq_tol(path_len[1], 1 + s_c(3), 1e-15);
+    ck_assert_double_eq_tol(score[0], pow(2, -1 / s_c(4)), 1e-15);
+    ck_assert_double_eq_tol(score[1], pow(2, -(1 + s_c(3)) / s_c(4)), 1e-15);
+    ck_assert_uint_eq(ew_harness_flags(h)[0], score[0] > 0.5);
+    /* NaN: score 0, no flag, no path length, counted. */
+    ck_assert(score[3] == 0 && ew_harness_flags(h)[3] == 0 && isnan(path_len[3]));
+    ck_assert_uint_eq(ew_harness_counter(h, "iforest_nonfinite_samples"), 1);
+    /* A model file is read only: nothing goes to the state folder. */
+    char state[512];
+    snprintf(state, sizeof state, "%s/test/forest.bin", dir);
+    ck_assert(access(state, F_OK) != 0);
+    ew_harness_destroy(&h);
+    free(path);
+    s_rmtree(dir);
+}
+END_TEST
+
+START_TEST(hostile_model_files_are_rejected)
+{
+    char *dir = s_tmpdir();
+    char err[512];
+    s_buf good;
+    s_small_model(&good);
+    /* Every truncation. */
+    for (size_t len = 0; len < good.n; len++) {
+        int rc = s_try_model(dir, good.b, len, err, sizeof err);
+        ck_assert_msg(rc != EW_OK, "truncated to %zu bytes but accepted", len);
+        ck_assert_msg(strstr(err, "model file") && strstr(err, "export-sklearn-iforest"), "%s", err);
+    }
+    ck_assert_int_eq(s_try_model(dir, good.b, good.n, err, sizeof err), EW_OK);
+
+    struct {
+        const char *what, *expect;
+        size_t at;      /* byte to overwrite */
+        uint32_t value; /* with this u32 */
+    } cases[] = {
+        {"bad magic", "bad magic", 0, 0x41414141},
+        {"future version", "version", 8, 2},
+        {"unknown flag", "flags", 12, 4},
+        {"huge tree count", "truncated", 20, 1000000},
+        {"huge node count", "claims", 48, 0x7fffffff},
+        {"left child out of range", "not below", 56, 7},
+        {"child is the root (cycle)", "reached twice", 56, 0},
+        {"both children the same", "reached twice", 60, 1},
+        {"one child only", "one child", 60, 0xffffffff},
+        {"feature out of range", "feature", 64, 2},
+        {"zero features", "out of range", 16, 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        s_buf m = good;
+        for (int i = 0; i < 4; i++)
+            m.b[cases[k].at + i] = (unsigned char)(cases[k].value >> (8 * i));
+        int rc = s_try_model(dir, m.b, m.n, err, sizeof err);
+        ck_assert_msg(rc != EW_OK, "%s accepted", cases[k].what);
+        ck_assert_msg(strstr(err, cases[k].expect), "%s: %s", cases[k].what, err);
+    }
+    /* Trailing bytes; a NaN threshold; an unreachable node. */
+    s_buf m = good;
+    m.b[m.n++] = 0;
+    ck_assert(s_try_model(dir, m.b, m.n, err, sizeof err) != EW_OK && strstr(err, "trailing"));
+    m = good;
+    m.n = 72;
+    s_f64(&m, NAN);
+    m.n = good.n;
+    ck_assert(s_try_model(dir, m.b, m.n, err, sizeof err) != EW_OK && strstr(err, "NaN"));
+    s_header(&m, 0, 2, 1, 4, 0.5);
+    s_u32(&m, 3);
+    s_u32(&m, 0);
+    s_node(&m, -1, -1, -2, -2, 4);
+    s_node(&m, -1, -1, -2, -2, 1);
+    s_node(&m, -1, -1, -2, -2, 3);
+    ck_assert(s_try_model(dir, m.b, m.n, err, sizeof err) != EW_OK && strstr(err, "not reachable"));
+    /* A chain deeper than the scorer allows: node 2i splits into the leaf 2i+1
+     * and node 2i+2, 70 times. */
+    s_header(&m, 0, 2, 1, 4, 0.5);
+    s_u32(&m, 2 * 70 + 1);
+    s_u32(&m, 0);
+    for (int32_t i = 0; i < 70; i++) {
+        s_node(&m, 2 * i + 1, 2 * i + 2, 0, 0.5, 2);
+        s_node(&m, -1, -1, -2, -2, 1);
+    }
+    s_node(&m, -1, -1, -2, -2, 1);
+    ck_assert(s_try_model(dir, m.b, m.n, err, sizeof err) != EW_OK);
+    ck_assert_msg(strstr(err, "deeper than 64"), "%s", err);
+    /* A model for other channels. */
+    s_small_model(&m);
+    m.b[16] = 3;
+    ck_assert(s_try_model(dir, m.b, m.n, err, sizeof err) != EW_OK && strstr(err, "expects 3"));
+    /* No file at all. */
+    int rc;
+    ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"model", "/nonexistent/m.bin", NULL}, &rc);
+    ck_assert(rc != EW_OK && strstr(ew_harness_error(h), "cannot open"));
+    ew_harness_destroy(&h);
+    s_rmtree(dir);
+}
+END_TEST
+
+START_TEST(nan_rows_are_scored_zero_and_not_learnt)
+{
+    char *dir = s_tmpdir();
+    ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "100", "sample_size",
+                                                          "64", NULL}, NULL);
+    double *v = s_normal(200, 2, 1);
+    for (size_t i = 0; i < 200; i += 2)
+        v[i * 2 + (i % 4 == 0)] = (i % 8 == 0) ? INFINITY : NAN;
+    s_process(h, 200, v);
+    /* 100 finite rows: training has just started, not finished with NaN rows. */
+    ck_assert_uint_eq(ew_harness_counter(h, "iforest_nonfinite_samples"), 100);
+    s_wait_ready(h, 2);
+    s_process(h, 200, v);
+    for (size_t i = 0; i < 200; i++) {
+        if (i % 2 == 0)
+            ck_assert(ew_harness_scores(h)[i] == 0 && isnan(ew_harness_extra(h)[i]));
+        else
+            ck_assert(ew_harness_scores(h)[i] > 0);
+    }
+    free(v);
+    ew_harness_destroy(&h);
+    s_rmtree(dir);
+}
+END_TEST
+
+START_TEST(contamination_sets_the_quantile)
+{
+    char *dir = s_tmpdir();
+    ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "1000",
+                                                          "contamination", "0.1", NULL}, NULL);
+    double *train = s_normal(1000, 2, 11);
+    s_process(h, 1000, train);
+    s_wait_ready(h, 2);
+    s_process(h, 1000, train);
+    size_t flagged = 0;
+    for (size_t i = 0; i < 1000; i++)
+        flagged += ew_harness_flags(h)[i];
+    ck_assert_msg(flagged >= 95 && flagged <= 100, "%zu of 1000 training samples flagged", flagged);
+    ew_harness_destroy(&h);
+    /* The learnt threshold is saved with the model. */
+    h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "1000", "contamination", "0.1",
+                                              NULL}, NULL);
+    s_process(h, 1000, train);
+    size_t again = 0;
+    for (size_t i = 0; i < 1000; i++)
+        again += ew_harness_flags(h)[i];
+    ck_assert_uint_eq(again, flagged);
+    free(train);
+    ew_harness_destroy(&h);
+    s_rmtree(dir);
+}
+END_TEST
+
+START_TEST(retrains_on_recent_normal_samples)
+{
+    char *dir = s_tmpdir();
+    ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "300", "trees", "20",
+                                                          "retrain_every", "500", NULL}, NULL);
+    double *v = s_normal(300, 2, 5);
+    s_process(h, 300, v);
+    s_wait_ready(h, 2);
+    /* A level shift: outliers, which stay out of the retraining reservoir. */
+    double *shifted = s_normal(300, 2, 6);
+    for (size_t i = 0; i < 300; i++)
+        shifted[i * 2] += 20;
+    s_process(h, 300, shifted);
+    ck_assert_uint_eq(ew_harness_flags(h)[299], 1);
+    for (int k = 0; k < 60000 && ew_harness_counter(h, "iforest_trainings") < 2; k++) {
+        s_process(h, 100, v); /* normal rows keep the reservoir filling */
+        if (ew_harness_counter(h, "iforest_trainings") < 2)
+            nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    }
+    ck_assert_uint_ge(ew_harness_counter(h, "iforest_trainings"), 2);
+    ck_assert(!ew_harness_learning(h)); /* retraining is not `learning`: it keeps scoring */
+    free(v);
+    free(shifted);
+    ew_harness_destroy(&h);
+    s_rmtree(dir);
+}
+END_TEST
+
+START_TEST(flush_waits_for_training_and_saves)
+{
+    char *dir = s_tmpdir();
+    ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "500", NULL}, NULL);
+    double *v = s_normal(500, 2, 5);
+    s_process(h, 500, v);
+    ck_assert_int_eq(ew_harness_flush(h), EW_OK);
+    ck_assert(!ew_harness_learning(h));
+    char path[512];
+    snprintf(path, sizeof path, "%s/test/forest.bin", dir);
+    ck_assert(access(path, R_OK) == 0);
+    free(v);
+    ew_harness_destroy(&h);
+    /* Destroy while a training runs: stops it, nothing leaks (ASan checks). */
+    unlink(path);
+    h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "100000", "trees", "1000", NULL},
+               NULL);
+    v = s_normal(100000, 2, 5);
+    s_process(h, 100000, v);
+    ew_harness_destroy(&h);
+    free(v);
+    s_rmtree(dir);
+}
+END_TEST
+
+START_TEST(option_errors)
+{
+    char *dir = s_tmpdir();
+    int rc;
+    ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"sample_size", "300", "train_samples",
+                                                          "200", NULL}, &rc);
+    ck_assert(rc != EW_OK && strstr(ew_harness_error(h), "sample_size"));
+    ew_harness_destroy(&h);
+    h = s_make(dir, 2, s_two, (const char *[]){"model", "/x", "retrain_every", "10", NULL}, &rc);
+    ck_assert(rc != EW_OK && strstr(ew_harness_error(h), "retrain_every"));
+    ew_harness_destroy(&h);
+    const char *bad[][2] = {{"trees", "0"}, {"threshold", "1.5"}, {"contamination", "0.6"},
+                            {"sample_size", "1"}, {"bogus", "1"}, {"trees", "many"}};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        h = ew_harness_new(ew_plugin_entry(), dir);
+        ew_harness_input(h, 2, s_two);
+        int r = ew_harness_option(h, bad[k][0], bad[k][1]);
+        if (r == EW_OK)
+            r = ew_harness_init(h);
+        ck_assert_msg(r != EW_OK, "%s = %s accepted", bad[k][0], bad[k][1]);
+        ew_harness_destroy(&h);
+    }
+    /* Only score/anomaly upstream: nothing to score. */
+    h = ew_harness_new(ew_plugin_entry(), dir);
+    ew_harness_input(h, 2, (const char *[]){"score", "anomaly"});
+    ck_assert(ew_harness_init(h) != EW_OK);
+    ew_harness_destroy(&h);
+    s_rmtree(dir);
+}
+END_TEST
+
+/* The README's option table is the one `edgewatch describe --markdown` prints. */
+START_TEST(readme_documents_options_and_format)
+{
+    const char *src = getenv("EW_TEST_SOURCE_DIR");
+    ck_assert_ptr_nonnull(src);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/plugins/iforest/README.md", src);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "%s missing", path);
+    static char readme[65536];
+    size_t n = fread(readme, 1, sizeof readme - 1, f);
+    readme[n] = '\0';
+    fclose(f);
+    for (const ew_option *o = ew_plugin_entry()->options; o->name; o++) {
+        char row[256];
+        snprintf(row, sizeof row, "| `%s` |", o->name);
+        ck_assert_msg(strstr(readme, row), "README lacks the option %s", o->name);
+        ck_assert_msg(strstr(readme, o->description), "README lacks the description of %s",
+                      o->name);
+    }
+    ck_assert(strstr(readme, "EWIFORST"));
+    ck_assert(strstr(readme, "2^(-E[h(x)] / c(sample_size))"));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("plugin-iforest");
+    TCase *tc = tcase_create("iforest");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, descriptor_and_schema);
+    tcase_add_test(tc, learning_state_then_ready);
+    tcase_add_test(tc, separates_outliers);
+    tcase_add_test(tc, deterministic_per_seed);
+    tcase_add_test(tc, persistence_round_trip);
+    tcase_add_test(tc, corrupt_state_is_moved_aside_and_relearnt);
+    tcase_add_test(tc, saved_model_of_other_channels_is_relearnt);
+    tcase_add_test(tc, hand_made_model_scores_exactly);
+    tcase_add_test(tc, hostile_model_files_are_rejected);
+    tcase_add_test(tc, nan_rows_are_scored_zero_and_not_learnt);
+    tcase_add_test(tc, contamination_sets_the_quantile);
+    tcase_add_test(tc, retrains_on_recent_normal_samples);
+    tcase_add_test(tc, flush_waits_for_training_and_saves);
+    tcase_add_test(tc, option_errors);
+    tcase_add_test(tc, readme_documents_options_and_format);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
