@@ -17,12 +17,11 @@
  */
 #include <edgewatch/plugin.h>
 
+#include "ewp_json.h"
 #include "ewplug.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <json-c/json.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,24 +34,13 @@ typedef struct jsonl_config {
     int flush;
 } jsonl_config;
 
-/* The JSON text of a stream's names, escaped once and reused for every line. */
-typedef struct s_stream {
-    const ew_schema *schema;
-    const char *const *names;  /* to notice a different schema at the same address */
-    size_t channels;
-    char *origin;              /* the origin it was built for */
-    char *head;                /* ,"node":"..." */
-    char **keys;               /* "name": per channel, NULL for score and anomaly */
-} s_stream;
-
 typedef struct jsonl {
     const ew_host *host;
     ew_node *node;
     const jsonl_config *cfg;
     int fd;
     const char *shown_path;    /* "stdout" or the path, for messages */
-    s_stream *streams;         /* one per (schema, origin) seen; fan-in gives several */
-    size_t nstreams;
+    ewp_json *json;            /* the escaped names of each stream seen */
     char *buf;                 /* rendered lines */
     size_t len, cap;
     size_t done;               /* bytes of buf already written */
@@ -71,16 +59,6 @@ static const ew_option s_options[] = {
     EW_OPTION_END,
 };
 
-static void s_stream_free(s_stream *st)
-{
-    if (st->keys)
-        for (size_t i = 0; i < st->channels; i++)
-            free(st->keys[i]);
-    free(st->keys);
-    free(st->head);
-    free(st->origin);
-}
-
 static void s_destroy(void *self)
 {
     jsonl *j = self;
@@ -88,9 +66,7 @@ static void s_destroy(void *self)
         return;
     if (j->fd >= 0)
         close(j->fd);
-    for (size_t i = 0; i < j->nstreams; i++)
-        s_stream_free(&j->streams[i]);
-    free(j->streams);
+    ewp_json_free(&j->json);
     free(j->buf);
     free(j);
 }
@@ -126,68 +102,16 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
             return EW_EINVAL;
         }
     }
+    j->json = ewp_json_new();
+    if (!j->json) {
+        host->set_error(node, "out of memory allocating the jsonl sink");
+        close(j->fd);
+        free(j);
+        return EW_ERR;
+    }
     j->lines = host->counter(node, "jsonl_lines", "JSON lines written by the jsonl sink");
     *self = j;
     return EW_OK;
-}
-
-/* json-c's escaping of `text`, quotes included, in a new string. */
-static char *s_json_string(const char *text)
-{
-    json_object *o = json_object_new_string(text);
-    if (!o)
-        return NULL;
-    const char *s =
-        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    char *copy = s ? strdup(s) : NULL;
-    json_object_put(o);
-    return copy;
-}
-
-/* The escaped names for this batch's stream, built on its first batch. */
-static s_stream *s_stream_for(jsonl *j, const ew_batch *in)
-{
-    const char *origin = in->origin ? in->origin : "";
-    for (size_t i = 0; i < j->nstreams; i++) {
-        s_stream *st = &j->streams[i];
-        if (st->schema == in->schema && st->names == in->schema->names &&
-            st->channels == in->schema->channels && strcmp(st->origin, origin) == 0)
-            return st;
-    }
-    s_stream *grown = realloc(j->streams, (j->nstreams + 1) * sizeof *grown);
-    if (!grown)
-        return NULL;
-    j->streams = grown;
-    s_stream *st = &j->streams[j->nstreams];
-    memset(st, 0, sizeof *st);
-    st->schema = in->schema;
-    st->names = in->schema->names;
-    st->channels = in->schema->channels;
-    st->origin = strdup(origin);
-    char *node = s_json_string(origin);
-    st->keys = calloc(st->channels ? st->channels : 1, sizeof *st->keys);
-    bool ok = st->origin && node && st->keys;
-    if (ok && asprintf(&st->head, ",\"node\":%s", node) < 0) {
-        st->head = NULL;
-        ok = false;
-    }
-    free(node);
-    for (size_t c = 0; ok && c < st->channels; c++) {
-        if ((int)c == in->schema->score_index || (int)c == in->schema->anomaly_index)
-            continue;
-        char *name = s_json_string(in->schema->names[c]);
-        if (!name || asprintf(&st->keys[c], "%s:", name) < 0) {
-            st->keys[c] = NULL;
-            ok = false;
-        }
-        free(name);
-    }
-    if (!ok) {
-        s_stream_free(st);
-        return NULL;
-    }
-    j->nstreams++;
-    return st;
 }
 
 static bool s_reserve(jsonl *j, size_t more)
@@ -203,56 +127,6 @@ static bool s_reserve(jsonl *j, size_t more)
     j->buf = b;
     j->cap = cap;
     return true;
-}
-
-static void s_put(jsonl *j, const char *s, size_t n)
-{
-    memcpy(j->buf + j->len, s, n);
-    j->len += n;
-}
-
-/* Appends one line; the caller reserved the room (see s_line_bound). */
-static void s_render(jsonl *j, const s_stream *st, const ew_batch *in, size_t i)
-{
-    const ew_schema *sc = in->schema;
-    const double *row = in->values + i * sc->channels;
-    char num[EWP_NUM_BUFSIZE];
-    char ts[EWP_TIME_BUFSIZE];
-    s_put(j, "{\"ts\":\"", 7);
-    s_put(j, ts, ewp_time_format(in->ts[i], ts));
-    s_put(j, "\"", 1);
-    s_put(j, st->head, strlen(st->head));
-    if (sc->score_index >= 0) {
-        s_put(j, ",\"score\":", 9);
-        s_put(j, num, ewp_fmt_json_number(row[sc->score_index], num));
-    }
-    if (sc->anomaly_index >= 0) {
-        if (row[sc->anomaly_index] != 0 && !isnan(row[sc->anomaly_index]))
-            s_put(j, ",\"anomaly\":true", 15);
-        else
-            s_put(j, ",\"anomaly\":false", 16);
-    }
-    s_put(j, ",\"values\":{", 11);
-    bool first = true;
-    for (size_t c = 0; c < sc->channels; c++) {
-        if (!st->keys[c])
-            continue;
-        if (!first)
-            s_put(j, ",", 1);
-        first = false;
-        s_put(j, st->keys[c], strlen(st->keys[c]));
-        s_put(j, num, ewp_fmt_json_number(row[c], num));
-    }
-    s_put(j, "}}\n", 3);
-}
-
-/* Upper bound of a line's length for this stream. */
-static size_t s_line_bound(const s_stream *st)
-{
-    size_t n = 64 + EWP_TIME_BUFSIZE + strlen(st->head) + 2 * EWP_NUM_BUFSIZE;
-    for (size_t c = 0; c < st->channels; c++)
-        n += (st->keys[c] ? strlen(st->keys[c]) : 0) + EWP_NUM_BUFSIZE + 1;
-    return n;
 }
 
 static uint64_t s_count_lines(const char *p, size_t n)
@@ -340,13 +214,13 @@ static int s_consume(void *self, const ew_batch *in)
             return rc;
         /* The host moved on to a new batch: it still needs writing. */
     }
-    s_stream *st = s_stream_for(j, in);
+    const ewp_json_stream *st = ewp_json_stream_for(j->json, in);
     if (!st) {
         j->host->set_error(j->node, "out of memory preparing the JSON names of stream %s",
                            in->origin ? in->origin : "?");
         return EW_ERR;
     }
-    size_t bound = s_line_bound(st);
+    size_t bound = ewp_json_bound(st) + 1;
     if (in->count && bound > ((size_t)-1 - j->len) / in->count) {
         j->host->set_error(j->node, "batch of %zu samples is too large to render", in->count);
         return EW_ERR;
@@ -355,8 +229,10 @@ static int s_consume(void *self, const ew_batch *in)
         j->host->set_error(j->node, "out of memory rendering %zu JSON lines", in->count);
         return EW_ERR;
     }
-    for (size_t i = 0; i < in->count; i++)
-        s_render(j, st, in, i);
+    for (size_t i = 0; i < in->count; i++) {
+        j->len += ewp_json_render(st, in, i, "", j->buf + j->len);
+        j->buf[j->len++] = '\n';
+    }
     j->pending_count = in->count;
     j->pending_first = in->count ? in->ts[0] : 0;
     j->pending_last = in->count ? in->ts[in->count - 1] : 0;

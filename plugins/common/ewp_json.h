@@ -1,0 +1,30 @@
+/* ewp_json: a sample as one JSON object (the jsonl line and the mqtt payload), one implementation. */
+#ifndef EWP_JSON_H
+#define EWP_JSON_H
+
+#include <edgewatch/plugin.h>
+
+#include <stddef.h>
+
+/* The escaped JSON names of the streams a sink has seen, built once per
+ * (schema, origin) and reused for every sample. */
+typedef struct ewp_json ewp_json;
+typedef struct ewp_json_stream ewp_json_stream;
+
+/* A new, empty cache; NULL when out of memory. */
+ewp_json *ewp_json_new(void);
+/* Frees the cache and sets *j to NULL. */
+void ewp_json_free(ewp_json **j);
+/* The prepared names of this batch's stream (built on its first batch); NULL when out of memory. */
+const ewp_json_stream *ewp_json_stream_for(ewp_json *j, const ew_batch *in);
+/* Upper bound of one rendered object of this stream, without a prefix. */
+size_t ewp_json_bound(const ewp_json_stream *st);
+/* Writes sample i of `in` as {prefix"ts":"...","node":"...","score":..,"anomaly":..,"values":{..}}
+ * (no newline) to out, which holds ewp_json_bound + strlen(prefix) bytes. `prefix`
+ * is inserted verbatim after the brace (e.g. "\"seq\":12,"), "" for none. Returns the length. */
+size_t ewp_json_render(const ewp_json_stream *st, const ew_batch *in, size_t i, const char *prefix,
+                       char *out);
+/* json-c's escaping of `text`, quotes included, in a new string (NULL when out of memory). */
+char *ewp_json_string(const char *text);
+
+#endif
