@@ -57,6 +57,8 @@ struct ew_harness {
     bool in_init;  /* set_channels/add_channels are only valid now */
     bool stop;
     bool learning;
+    bool degraded;
+    char degraded_reason[256];
     char state_path[4096];
     int64_t clock_offset;
 
@@ -403,6 +405,13 @@ static void s_host_set_learning(ew_node *node, bool learning)
     node->h->learning = learning;
 }
 
+static void s_host_set_degraded(ew_node *node, const char *reason)
+{
+    ew_harness *h = node->h;
+    h->degraded = reason != NULL;
+    snprintf(h->degraded_reason, sizeof h->degraded_reason, "%s", reason ? reason : "");
+}
+
 static const char *s_host_state_path(ew_node *node)
 {
     ew_harness *h = node->h;
@@ -455,6 +464,7 @@ ew_harness *ew_harness_new(const ew_plugin *plugin, const char *state_dir)
         .stopping = s_host_stopping,
         .set_learning = s_host_set_learning,
         .state_path = s_host_state_path,
+        .set_degraded = s_host_set_degraded,
     };
     h->in_schema.score_index = h->in_schema.anomaly_index = -1;
     h->out_schema.score_index = h->out_schema.anomaly_index = -1;
@@ -844,4 +854,9 @@ void ew_harness_destroy(ew_harness **hp)
 bool ew_harness_learning(const ew_harness *h)
 {
     return h && h->learning;
+}
+
+const char *ew_harness_degraded(const ew_harness *h)
+{
+    return h && h->degraded ? h->degraded_reason : NULL;
 }

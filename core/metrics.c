@@ -29,6 +29,7 @@ void metrics_health(const runtime *rt, http_response *out)
     json_object *nodes = json_object_new_object();
     json_object *failed = json_object_new_array();
     json_object *retrying = json_object_new_array();
+    json_object *degraded = json_object_new_array();
     bool healthy = atomic_load(&((runtime *)rt)->phase) == RUNTIME_RUNNING;
     bool any_starting = false;
     for (size_t i = 0; i < rt->g->count; i++) {
@@ -46,18 +47,24 @@ void metrics_health(const runtime *rt, http_response *out)
         json_object_object_add(o, "queue_depth", json_object_new_uint64(node_queue_depth(n)));
         if ((st == NODE_FAILED || st == NODE_RETRYING) && n->error[0])
             json_object_object_add(o, "error", json_object_new_string(n->error));
+        if (st == NODE_DEGRADED) {
+            char reason[256];
+            node_degraded_reason((ew_node *)n, reason, sizeof reason);
+            json_object_object_add(o, "reason", json_object_new_string(reason));
+            json_object_array_add(degraded, json_object_new_string(n->g->name));
+        }
         json_object_object_add(nodes, n->g->name, o);
         if (st == NODE_FAILED)
             json_object_array_add(failed, json_object_new_string(n->g->name));
         if (st == NODE_RETRYING)
             json_object_array_add(retrying, json_object_new_string(n->g->name));
-        if (st != NODE_RUNNING && st != NODE_LEARNING && st != NODE_ENDED)
+        if (st != NODE_RUNNING && st != NODE_LEARNING && st != NODE_DEGRADED && st != NODE_ENDED)
             healthy = false;
         any_starting |= st == NODE_STARTING;
     }
     int phase = atomic_load(&((runtime *)rt)->phase);
     /* A node still starting while the phase is already running (just after GO) is starting, not stopping. */
-    const char *status = healthy ? "ok" : json_object_array_length(failed) ? "failed"
+    const char *status = healthy ? (json_object_array_length(degraded) ? "degraded" : "ok") : json_object_array_length(failed) ? "failed"
                                      : json_object_array_length(retrying) ? "retrying"
                                      : phase == RUNTIME_STARTING || (phase == RUNTIME_RUNNING && any_starting)
                                          ? "starting"
@@ -69,6 +76,7 @@ void metrics_health(const runtime *rt, http_response *out)
     json_object_object_add(root, "nodes", nodes);
     json_object_object_add(root, "failed", failed);
     json_object_object_add(root, "retrying", retrying);
+    json_object_object_add(root, "degraded", degraded);
     size_t len = 0;
     const char *text = json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN, &len);
     char *body = malloc(len + 2);
@@ -179,7 +187,7 @@ void metrics_prometheus(const runtime *rt, http_response *out)
     for (size_t i = 0; i < rt->g->count; i++) {
         node_state st = node_shown_state(&rt->nodes[i]);
         fprintf(f, "edgewatch_node_up{node=\"%s\",state=\"%s\"} %d\n", rt->nodes[i].g->name, node_state_name(st),
-                st == NODE_RUNNING || st == NODE_LEARNING);
+                st == NODE_RUNNING || st == NODE_LEARNING || st == NODE_DEGRADED);
     }
     /* Plugin counters: one family per counter name, all its nodes together. */
     for (size_t i = 0; i < rt->g->count; i++) {

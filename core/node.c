@@ -27,6 +27,7 @@ const char *node_state_name(node_state s)
     case NODE_FAILED: return "failed";
     case NODE_STOPPING: return "stopping";
     case NODE_LEARNING: return "learning";
+    case NODE_DEGRADED: return "degraded";
     }
     return "unknown";
 }
@@ -34,7 +35,16 @@ const char *node_state_name(node_state s)
 node_state node_shown_state(const ew_node *n)
 {
     node_state st = (node_state)atomic_load(&((ew_node *)n)->state);
+    if (st == NODE_RUNNING && atomic_load(&((ew_node *)n)->degraded))
+        return NODE_DEGRADED;
     return st == NODE_RUNNING && atomic_load(&((ew_node *)n)->learning) ? NODE_LEARNING : st;
+}
+
+void node_degraded_reason(ew_node *n, char *out, size_t outlen)
+{
+    pthread_mutex_lock(&n->degraded_lock);
+    snprintf(out, outlen, "%s", atomic_load(&n->degraded) ? n->degraded_reason : "");
+    pthread_mutex_unlock(&n->degraded_lock);
 }
 
 static int64_t s_clock(clockid_t id)
@@ -347,6 +357,20 @@ static void s_api_set_learning(ew_node *n, bool learning)
         s_log(n, EW_LOG_INFO, "%s", learning ? "learning the model" : "model ready: scoring");
 }
 
+static void s_api_set_degraded(ew_node *n, const char *reason)
+{
+    pthread_mutex_lock(&n->degraded_lock);
+    bool was = atomic_load(&n->degraded);
+    bool changed = reason ? !was || strcmp(n->degraded_reason, reason) != 0 : was;
+    if (reason)
+        snprintf(n->degraded_reason, sizeof n->degraded_reason, "%s", reason);
+    atomic_store(&n->degraded, reason != NULL);
+    pthread_mutex_unlock(&n->degraded_lock);
+    if (changed)
+        s_log(n, reason ? EW_LOG_WARN : EW_LOG_INFO, "%s%s", reason ? "degraded: " : "no longer degraded",
+              reason ? reason : "");
+}
+
 static const char *s_api_state_path(ew_node *n)
 {
     return s_state_dir(n) == 0 ? n->state_path : NULL;
@@ -372,6 +396,7 @@ static const ew_host s_host = {
     .stopping = s_api_stopping,
     .set_learning = s_api_set_learning,
     .state_path = s_api_state_path,
+    .set_degraded = s_api_set_degraded,
 };
 
 const ew_host *node_host_api(void)

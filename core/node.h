@@ -23,6 +23,7 @@ typedef enum node_state {
     NODE_FAILED = 4,   /* a fatal error stopped it */
     NODE_STOPPING = 5, /* draining after a shutdown request */
     NODE_LEARNING = 6, /* running while a detector learns its model (healthy) */
+    NODE_DEGRADED = 7, /* running, but cannot do all of its job (healthy, with a reason) */
 } node_state;
 
 /* Lower-case name of a state ("retrying"). */
@@ -31,6 +32,9 @@ const char *node_state_name(node_state s);
 /* The state to show in /health and /metrics: running reads as learning while the
  * plugin says its model is being learnt. */
 node_state node_shown_state(const struct ew_node *n);
+
+/* Copies the reason given with set_degraded into out ("" when not degraded). */
+void node_degraded_reason(struct ew_node *n, char *out, size_t outlen);
 
 /* Counters every node keeps; written by the node's thread, read by /metrics. */
 typedef struct node_metrics {
@@ -109,6 +113,9 @@ struct ew_node {
 
     _Atomic int state;
     _Atomic bool learning;   /* set through host->set_learning */
+    _Atomic bool degraded;   /* set through host->set_degraded */
+    char degraded_reason[256]; /* guarded by degraded_lock */
+    pthread_mutex_t degraded_lock;
     node_metrics m;
     struct ew_counter counters[NODE_MAX_COUNTERS];
     _Atomic size_t n_counters;

@@ -41,6 +41,7 @@ int runtime_prepare(runtime *rt, const config *cfg, const graph *g, const loader
         ew_node *n = &rt->nodes[i];
         n->index = i;
         n->g = gn;
+        pthread_mutex_init(&n->degraded_lock, NULL);
         n->env = &rt->env;
         char why[1200];
         if (loader_open(lp, gn->kind, gn->plugin, EW_ABI_MAJOR, EW_ABI_MINOR, &n->plugin, why, sizeof why) < 0) {
@@ -269,8 +270,10 @@ int runtime_run(runtime *rt, const sigset_t *signals)
                     log_write(rt->log, EW_LOG_INFO, NULL,
                               "%s received: stopping sources and draining the pipeline (at most %.1f s)",
                               strsignal(sig), (double)g->settings.shutdown_timeout_ns / 1e9);
+                    /* Sources stop producing; the others learn that the stream is
+                     * draining (host->stopping) and go on until end-of-stream. */
                     for (size_t i = 0; i < g->count; i++)
-                        if (g->nodes[i].kind == EW_KIND_SOURCE && !done[i])
+                        if (!done[i])
                             s_tell(ctl[i], NODE_MSG_STOP);
                 } else {
                     log_write(rt->log, EW_LOG_WARN, NULL, "second signal (%s): stopping at once", strsignal(sig));
@@ -379,6 +382,7 @@ void runtime_free(runtime *rt)
         free(n->out_socks);
         free(n->out_edges);
         loader_close(&n->plugin);
+        pthread_mutex_destroy(&n->degraded_lock);
     }
     free(rt->nodes);
     free(rt->edges);

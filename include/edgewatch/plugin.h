@@ -208,7 +208,9 @@ typedef struct ew_host {
     ew_counter *(*counter)(ew_node *node, const char *name, const char *help);
     /* Adds to a counter; cheap and thread-safe; a NULL counter is ignored. */
     void (*counter_add)(ew_counter *counter, uint64_t delta);
-    /* Whether the host wants the node to stop (sources polling a device may check it). */
+    /* Whether the host is shutting down: for a source, stop producing; for a detector
+     * or sink, the stream is draining (a sink may then keep data for the next run,
+     * e.g. in its spool, rather than wait for a peer that is down). */
     bool (*stopping)(ew_node *node);
 
     /* --- ABI 1.1 --- */
@@ -220,6 +222,11 @@ typedef struct ew_host {
      * plugin manages itself (e.g. a sink's spool). NULL, with the reason logged and
      * set as the error, when it cannot be made writable. */
     const char *(*state_path)(ew_node *node);
+    /* Reports that the node works but cannot do all of its job (a sink spooling while
+     * its broker is unreachable), with the reason; NULL clears it. Shown as the node
+     * state `degraded` with the reason in /health (which still answers 200: a restart
+     * would not help) and in /metrics. */
+    void (*set_degraded)(ew_node *node, const char *reason);
 } ew_host;
 
 /* True when the running host provides `field` of struct ew_host. */

@@ -65,6 +65,8 @@ size_t ew_harness_logged(const ew_harness *h, ew_log_level level);
 void ew_harness_request_stop(ew_harness *h);
 /* Whether the plugin last reported its model as being learnt (ABI 1.1 set_learning). */
 bool ew_harness_learning(const ew_harness *h);
+/* The reason the plugin last gave with set_degraded, or NULL when it is not degraded. */
+const char *ew_harness_degraded(const ew_harness *h);
 /* Calls destroy (if init succeeded), frees everything, sets *h to NULL. */
 void ew_harness_destroy(ew_harness **h);
 
