@@ -14,7 +14,7 @@ check() { # file
   grep -q 'Type: *DYN' <<<"$hdr" || { echo "FAIL $f: not position independent"; fail=1; }
   grep -qE 'BIND_NOW|FLAGS.*NOW' <<<"$dyn" || { echo "FAIL $f: no BIND_NOW (full RELRO)"; fail=1; }
   grep -q 'GNU_RELRO' <<<"$prog" || { echo "FAIL $f: no GNU_RELRO segment"; fail=1; }
-  grep -E 'GNU_STACK' <<<"$prog" | grep -q 'RWE' && { echo "FAIL $f: executable stack"; fail=1; }
+  [[ "$(grep -E 'GNU_STACK' <<<"$prog")" == *RWE* ]] && { echo "FAIL $f: executable stack"; fail=1; }
   grep -q '__stack_chk_fail' <<<"$syms" || { echo "FAIL $f: no stack protector"; fail=1; }
   [ "$fail" = "$before" ] && echo "ok   $f"
   return 0
@@ -24,7 +24,9 @@ check "$bin"
 grep -q 'PIE' <<<"$(readelf -d "$bin")" || { echo "FAIL $bin: FLAGS_1 lacks PIE"; fail=1; }
 # Fortified calls (e.g. __snprintf_chk) prove _FORTIFY_SOURCE in an optimised build.
 if grep -q -- '-D_FORTIFY_SOURCE=3' "$build/build.ninja" 2>/dev/null; then
-  readelf --dyn-syms -W "$bin" | grep -q '_chk@' || { echo "FAIL $bin: no fortified libc calls"; fail=1; }
+  # (into a variable first: with pipefail, grep -q closing the pipe early fails readelf)
+  syms=$(readelf --dyn-syms -W "$bin")
+  grep -q '_chk@' <<<"$syms" || { echo "FAIL $bin: no fortified libc calls"; fail=1; }
   echo "ok   _FORTIFY_SOURCE=3 in use"
 else
   echo "note: this build does not use _FORTIFY_SOURCE (sanitizers or -O0)"
