@@ -10,6 +10,7 @@
 #include <edgewatch/testing.h>
 
 #include "options.h"
+#include "schema.h"
 #include "state.h"
 
 #include <ctype.h>
@@ -568,10 +569,17 @@ static int s_build_output(ew_harness *h)
                                     .score_index = -1,
                                     .anomaly_index = -1};
     } else if (p->kind == EW_KIND_DETECTOR) {
-        static const char *const tail[] = {"score", "anomaly"};
-        if (s_names_append(&h->out, h->input.count, (const char *const *)h->input.items) < 0 ||
-            s_names_append(&h->out, h->extras.count, (const char *const *)h->extras.items) < 0 ||
-            s_names_append(&h->out, 2, tail) < 0) {
+        /* The same layout as the host's (core/schema.c). */
+        schema_layout lay;
+        char why[300];
+        if (schema_detector_output(&h->in_schema, h->extras.count, (const char *const *)h->extras.items, &lay,
+                                   why, sizeof why) < 0) {
+            s_error(h, "output schema of %s: %s", p->name, why);
+            return EW_ERR;
+        }
+        int rc = s_names_append(&h->out, lay.count, lay.names);
+        schema_layout_free(&lay);
+        if (rc < 0) {
             s_error(h, "out of memory building the output schema");
             return EW_ERR;
         }

@@ -2,6 +2,7 @@
 #include "node.h"
 
 #include "bus.h"
+#include "schema.h"
 #include "state.h"
 
 #include <errno.h>
@@ -130,11 +131,7 @@ static int s_append_names(ew_node *n, size_t count, const char *const *names)
         return EW_ERR;
     n->out_names = grown;
     for (size_t i = 0; i < count; i++) {
-        size_t len = names[i] ? strlen(names[i]) : 0;
-        bool control = false;
-        for (size_t k = 0; k < len; k++)
-            control |= (unsigned char)names[i][k] < 0x20 || names[i][k] == 0x7f;
-        if (len == 0 || len > 128 || control) {
+        if (!schema_name_valid(names[i])) {
             snprintf(n->error, sizeof n->error,
                      "channel %zu: a name must be 1 to 128 bytes without control characters", i + 1);
             return EW_EINVAL;
@@ -488,18 +485,22 @@ static int s_finish_schema(ew_node *n)
         return -1;
     }
     if (n->g->kind == EW_KIND_DETECTOR) {
-        /* Output = input channels + extras + score + anomaly. */
-        const ew_schema *in = n->in_schemas[0];
+        /* The layout rules are shared with the SDK's harness (core/schema.c). */
         size_t n_extra = n->n_out_names;
         char **extras = n->out_names;
         n->out_names = NULL;
         n->n_out_names = 0;
-        int rc = s_append_names(n, in->channels, in->names);
-        for (size_t i = 0; rc == EW_OK && i < n_extra; i++)
-            rc = s_append_names(n, 1, (const char *const *)&extras[i]);
-        const char *const tail[] = {"score", "anomaly"};
-        if (rc == EW_OK)
-            rc = s_append_names(n, 2, tail);
+        schema_layout lay;
+        int rc = schema_detector_output(n->in_schemas[0], n_extra, (const char *const *)extras, &lay, n->error,
+                                        sizeof n->error) == 0
+                     ? s_append_names(n, lay.count, lay.names)
+                     : EW_EINVAL;
+        if (rc == EW_OK) {
+            n->keep = lay.keep; /* taken over; freed with the node's other run-time parts */
+            n->n_keep = lay.n_keep;
+            lay.keep = NULL;
+        }
+        schema_layout_free(&lay);
         for (size_t i = 0; i < n_extra; i++)
             free(extras[i]);
         free(extras);
@@ -734,11 +735,18 @@ static int s_detect(ew_node *n, const ew_batch *in)
         return EW_ERR;
     }
     memcpy(ts, in->ts, count * sizeof *ts);
+    size_t kept = n->n_keep;
     for (size_t i = 0; i < count; i++) {
         double *row = values + i * och;
-        memcpy(row, in->values + i * ich, ich * sizeof *row);
+        const double *src = in->values + i * ich;
+        if (kept == ich) {
+            memcpy(row, src, ich * sizeof *row);
+        } else {
+            for (size_t k = 0; k < kept; k++)
+                row[k] = src[n->keep[k]];
+        }
         if (n->n_extra)
-            memcpy(row + ich, n->extra + i * n->n_extra, n->n_extra * sizeof *row);
+            memcpy(row + kept, n->extra + i * n->n_extra, n->n_extra * sizeof *row);
         double s = n->scores[i];
         row[och - 2] = isnan(s) ? 0.0 : s < 0 ? 0.0 : s > 1 ? 1.0 : s;
         row[och - 1] = n->flags[i] ? 1.0 : 0.0;
@@ -883,6 +891,9 @@ static void s_free_runtime_parts(ew_node *n)
     for (size_t i = 0; i < n->n_out; i++)
         if (n->out_socks[i])
             zmq_close(n->out_socks[i]);
+    free(n->keep);
+    n->keep = NULL;
+    n->n_keep = 0;
     free(n->batch_ts);
     free(n->batch_values);
     free(n->scores);

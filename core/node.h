@@ -85,6 +85,9 @@ struct ew_node {
     char **out_names;
     size_t n_out_names;
     size_t n_extra;                  /* detectors: extra channels before score, anomaly */
+    size_t *keep;                    /* detectors: input columns copied to the output (all
+                                        but an upstream detector's score and anomaly) */
+    size_t n_keep;
     const ew_schema **in_schemas;    /* per input, the upstream's out_schema */
     const char **in_origins;         /* per input, the upstream's name */
 

@@ -165,5 +165,40 @@ path = %s
         self.assertIn(bad, result.stderr)
 
 
+    def test_chained_detectors_end_with_one_verdict(self):
+        """zscore -> zscore: the second replaces the first's score and anomaly and
+        keeps its z channel; every sample arrives."""
+        out = os.path.join(self.tmp, "out.jsonl")
+        path = self.write_config(self.pipeline() + """
+[source.gen]
+plugin = synth
+channels = a, b
+rate = 0
+count = 3000
+
+[detector.first]
+plugin = zscore
+input = gen
+window = 50
+
+[detector.second]
+plugin = zscore
+input = first
+window = 200
+
+[sink.out]
+plugin = jsonl
+input = second
+path = %s
+""" % out)
+        result = self.cli("run", path, timeout=60)
+        self.assertExit(result, ewtest.EXIT_OK)
+        records = ewtest.json_lines(out)
+        self.assertEqual(len(records), 3000)
+        self.assertEqual(set(records[0]["values"]), {"a", "b", "z", "z_second"})
+        self.assertIn("score", records[0])
+        self.assertIn("anomaly", records[0])
+        self.assertEqual(records[-1]["node"], "second")
+
 if __name__ == "__main__":
     ewtest.main()

@@ -144,7 +144,7 @@ END_TEST
 
 START_TEST(default_warmup_is_the_window)
 {
-    /* window 4: samples 0-3 only fill the window, even the spike at 2. */
+    /* window 4 (under 100): samples 0-3 only fill the window, even the spike at 2. */
     ew_harness *h = s_make(1, s_one, (const char *[]){"window", "4", NULL});
     const double v[] = {1, 2, 1e9, 1, 2, 1, 2, 1, 1e9};
     s_process(h, 9, v);
@@ -154,6 +154,33 @@ START_TEST(default_warmup_is_the_window)
     }
     ck_assert(!isnan(ew_harness_extra(h)[4]));
     ck_assert_uint_eq(ew_harness_flags(h)[8], 1);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+/* The default warmup (-1) is the window length but at most 100 values: with
+ * the default window (1500) a step is flagged from the 101st value on, and
+ * the first 100 only fill the window. */
+START_TEST(default_warmup_is_at_most_100)
+{
+    ew_harness *h = s_make(1, s_one, NULL);
+    enum { N = 102 };
+    double v[N];
+    for (int i = 0; i < N; i++)
+        v[i] = i % 2;    /* 0, 1, 0, 1, ...: mean 0.5, sd about 0.5 */
+    v[50] = 1e6;         /* not scored: still warming up (and now in the window) */
+    v[101] = 1e9;
+    s_process(h, N, v);
+    for (int i = 0; i < 100; i++)
+        ck_assert_msg(isnan(ew_harness_extra(h)[i]) && ew_harness_flags(h)[i] == 0, "sample %d", i);
+    ck_assert(!isnan(ew_harness_extra(h)[100]));
+    ck_assert_uint_eq(ew_harness_flags(h)[101], 1);
+    ew_harness_destroy(&h);
+    /* An explicit -1 with a window of 300 also stops at 100. */
+    h = s_make(1, s_one, (const char *[]){"window", "300", "warmup", "-1", NULL});
+    s_process(h, N, v);
+    ck_assert(isnan(ew_harness_extra(h)[99]));
+    ck_assert(!isnan(ew_harness_extra(h)[100]));
     ew_harness_destroy(&h);
 }
 END_TEST
@@ -372,13 +399,16 @@ END_TEST
 
 START_TEST(chained_after_a_detector)
 {
-    /* An upstream detector's score and anomaly are not scored again, and its
-     * z channel keeps its name: ours is named after the node. */
+    /* An upstream detector's score and anomaly are not scored again (and our verdict
+     * replaces them in the output), and its z channel keeps its name: ours is named
+     * after the node. */
     const char *const names[] = {"a", "z", "score", "anomaly"};
     ew_harness *h = s_make(4, names, (const char *[]){"window", "4", NULL});
     const ew_schema *out = ew_harness_output(h);
-    ck_assert_uint_eq(out->channels, 7);
-    ck_assert_str_eq(out->names[4], "z_test");
+    ck_assert_uint_eq(out->channels, 5);
+    ck_assert_str_eq(out->names[1], "z");
+    ck_assert_str_eq(out->names[2], "z_test");
+    ck_assert_str_eq(out->names[3], "score");
     /* a and z are flat at 1; score and anomaly jump, which must not matter. */
     const double v[] = {1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0.9, 1};
     s_process(h, 5, v);
@@ -462,6 +492,7 @@ int main(void)
     tcase_add_test(tc, max_over_channels);
     tcase_add_test(tc, explicit_warmup);
     tcase_add_test(tc, default_warmup_is_the_window);
+    tcase_add_test(tc, default_warmup_is_at_most_100);
     tcase_add_test(tc, state_carries_across_batches);
     tcase_add_test(tc, nan_and_inf_are_skipped);
     tcase_add_test(tc, flat_signal);
