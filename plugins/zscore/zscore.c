@@ -7,6 +7,11 @@
  *     window = 300
  *     threshold = 4
  *
+ * The defaults (window 1500, scoring once 100 values are in) were chosen on the
+ * NAB corpus as a whole (docs/detectors.md): a long window keeps the baseline
+ * steady through daily cycles and bursts, and 100 values already estimate the
+ * spread well enough to flag gross deviations early.
+ *
  * Per channel c: z_c = |x_c - mean_c| / sd_c over the previous `window`
  * finite values (the sample itself is scored before it joins the window);
  * z = max over channels; score = z^2 / (z^2 + threshold^2), which is 0 at
@@ -22,6 +27,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Values a channel needs before it is scored when warmup = -1 and the window
+ * is longer: waiting for a whole long window would leave the start of a
+ * stream unguarded. */
+#define S_DEFAULT_WARMUP_MAX 100
 
 /* MAD * 1.4826 estimates the standard deviation of normal data. */
 #define S_MAD_SCALE 1.4826
@@ -56,12 +66,12 @@ typedef struct zscore {
 } zscore;
 
 static const ew_option s_options[] = {
-    EW_OPTION_RANGE("window", EW_OPT_INT, "100", 2, 10000000, zscore_config, window,
+    EW_OPTION_RANGE("window", EW_OPT_INT, "1500", 2, 10000000, zscore_config, window,
                     "Values per channel in the rolling window the statistics come from."),
     EW_OPTION_RANGE("threshold", EW_OPT_DOUBLE, "3", 0.001, 1e6, zscore_config, threshold,
                     "z above which a sample is an anomaly; its score there is 0.5."),
     EW_OPTION_RANGE("warmup", EW_OPT_INT, "-1", -1, 1e15, zscore_config, warmup,
-                    "Values a channel must see before it is scored; -1 = the window length."),
+                    "Values a channel must see before it is scored; -1 = the window length, at most 100."),
     EW_OPTION("robust", EW_OPT_BOOL, "false", zscore_config, robust,
               "Use the rolling median and 1.4826 * MAD instead of the mean and standard deviation."),
     EW_OPTION_END,
@@ -96,7 +106,11 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
     z->host = host;
     z->node = node;
     z->cfg = cfg;
-    z->warmup = cfg->warmup < 0 ? (uint64_t)cfg->window : (uint64_t)cfg->warmup;
+    if (cfg->warmup >= 0)
+        z->warmup = (uint64_t)cfg->warmup;
+    else
+        z->warmup = cfg->window < S_DEFAULT_WARMUP_MAX ? (uint64_t)cfg->window
+                                                       : S_DEFAULT_WARMUP_MAX;
     z->ch = calloc(in->channels ? in->channels : 1, sizeof *z->ch);
     if (!z->ch)
         goto oom;

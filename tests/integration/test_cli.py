@@ -14,7 +14,7 @@ PLUGINS = {
 
 # zscore's options and their defaults as `describe zscore` must show them.
 ZSCORE_DEFAULTS = {
-    "window": "100",
+    "window": "1500",
     "threshold": "3",
     "warmup": "-1",
     "robust": "false",
