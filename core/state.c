@@ -3,6 +3,7 @@
 
 #include <edgewatch/plugin.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -206,6 +207,26 @@ static int s_probe_writable(const char *state_dir, const char *path, char *err, 
     return 0;
 }
 
+/* Removes ".NAME.tmp-XXXXXX" files that a crash in the middle of state_save left
+ * behind: the file they were meant to replace is intact, so they are garbage. */
+static void s_remove_stale_temporaries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const char *name = e->d_name;
+        size_t len = strlen(name);
+        const char *mark = len > 12 ? name + len - 11 : NULL;
+        if (name[0] != '.' || !mark || strncmp(mark, ".tmp-", 5) != 0)
+            continue;
+        char path[4096];
+        if (s_join(path, sizeof path, dir, name) == 0)
+            unlink(path);
+    }
+    closedir(d);
+}
+
 int state_prepare_dir(const char *state_dir, const char *node, char *out, size_t outlen, char *err,
                       size_t errlen)
 {
@@ -241,7 +262,10 @@ int state_prepare_dir(const char *state_dir, const char *node, char *out, size_t
     }
     if (s_mkdir_p(state_dir, out, err, errlen) != 0)
         return -1;
-    return s_probe_writable(state_dir, out, err, errlen);
+    if (s_probe_writable(state_dir, out, err, errlen) != 0)
+        return -1;
+    s_remove_stale_temporaries(out);
+    return 0;
 }
 
 /* ---- state_save ---------------------------------------------------------------------------- */

@@ -517,6 +517,29 @@ START_TEST(test_prepare_dir_creates_nested)
 }
 END_TEST
 
+START_TEST(test_prepare_dir_removes_stale_temporaries)
+{
+    /* A crash in the middle of state_save leaves ".FILE.tmp-XXXXXX" behind; the
+     * next start removes those and nothing else. */
+    char out[512];
+    ck_assert_int_eq(state_prepare_dir(fx.dir, "node", out, sizeof out, fx.err, sizeof fx.err), 0);
+    ck_assert_int_eq(state_save(out, "model.bin", "zscore", "abc", 3, fx.err, sizeof fx.err), 0);
+    s_write_file("node/.model.bin.tmp-Ab12Cd", "half", 4);
+    s_write_file("node/.keepme", "x", 1);
+    s_write_file("node/notes.tmp-123456", "x", 1);
+    ck_assert_int_eq(state_prepare_dir(fx.dir, "node", out, sizeof out, fx.err, sizeof fx.err), 0);
+    ck_assert(!s_exists("node/.model.bin.tmp-Ab12Cd"));
+    ck_assert(s_exists("node/.keepme"));
+    ck_assert(s_exists("node/notes.tmp-123456"));
+    void *data = NULL;
+    size_t len = 0;
+    int moved = 0;
+    ck_assert_int_eq(state_load(out, "model.bin", "zscore", &data, &len, &moved, fx.err, sizeof fx.err), 0);
+    ck_assert_uint_eq(len, 3);
+    free(data);
+}
+END_TEST
+
 START_TEST(test_prepare_dir_not_a_folder)
 {
     /* state_dir itself is a regular file. */
@@ -714,6 +737,7 @@ static Suite *s_suite(void)
     tcase_add_unchecked_fixture(tc, s_root_setup, s_root_teardown);
     tcase_add_checked_fixture(tc, s_setup, NULL);
     tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_prepare_dir_removes_stale_temporaries);
     tcase_add_test(tc, test_empty_payload);
     tcase_add_test(tc, test_atomic_replace);
     tcase_add_test(tc, test_missing_file);
