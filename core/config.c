@@ -175,9 +175,9 @@ static int s_handler(void *user, const char *section, const char *name, const ch
         s_fail(p, p->line, section, name, experr);
         return 1;
     }
-    config_entry *last = sec->count ? &sec->entries[sec->count - 1] : NULL;
-    if (p->line_indented && last && strcmp(last->key, name) == 0) {
+    if (p->line_indented && sec->count > 0 && strcmp(sec->entries[sec->count - 1].key, name) == 0) {
         /* A continuation line: inih hands it over as the same key again. */
+        config_entry *last = &sec->entries[sec->count - 1];
         size_t a = strlen(last->value), b = strlen(expanded);
         char *joined = realloc(last->value, a + b + 2);
         if (!joined) {
@@ -212,6 +212,10 @@ static int s_parse(const char *path, FILE *in, config *cfg, config_error *err)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->path = strdup(path);
+    if (!cfg->path) {
+        config_error_set(err, 0, NULL, NULL, "out of memory");
+        return -1;
+    }
     s_parser p = {.in = in, .cfg = cfg, .err = err};
     int rc = ini_parse_stream(s_reader, &p, s_handler, &p);
     free(p.buf);

@@ -230,15 +230,17 @@ static int s_node(const config_section *sec, graph *g, config_error *err)
             return -1;
         }
     }
-    graph_node *n = &g->nodes[g->count];
-    memset(n, 0, sizeof *n);
-    n->name = strdup(name);
-    n->section = strdup(sec->name);
-    n->line = sec->line;
-    n->kind = kind;
-    g->count++;
-    if (!n->name || !n->section)
+    /* The node joins g->count only once it has its name and section, so every
+     * counted node can be compared by name and freed by graph_free. */
+    char *node_name = strdup(name);
+    char *section = strdup(sec->name);
+    if (!node_name || !section) {
+        free(node_name);
+        free(section);
         goto oom;
+    }
+    graph_node *n = &g->nodes[g->count++];
+    *n = (graph_node){.name = node_name, .section = section, .line = sec->line, .kind = kind};
 
     size_t nk = 0;
     options_kv *kvs = s_kvs(sec, true, &nk);
@@ -451,10 +453,12 @@ static int s_reachability(graph *g, const char *path)
 int graph_build(const config *cfg, graph *g, config_error *err)
 {
     memset(g, 0, sizeof *g);
-    if (s_pipeline(cfg, g, err) < 0)
-        goto fail;
+    /* The node array is sized from the configuration alone; it is allocated
+     * first, while the graph is still empty. */
     g->nodes = calloc(cfg->count + 1, sizeof *g->nodes);
     if (!g->nodes)
+        goto fail;
+    if (s_pipeline(cfg, g, err) < 0)
         goto fail;
     for (size_t i = 0; i < cfg->count; i++) {
         if (strcmp(cfg->sections[i].name, "pipeline") == 0)

@@ -282,7 +282,8 @@ static int s_set(const ew_option *opt, const char *value, int line, void *config
         char *copy = s_keep(mem, strdup(value));
         if (!copy)
             goto oom;
-        memcpy(slot, &(const char *){copy}, sizeof(const char *));
+        const char *str = copy;
+        memcpy(slot, &str, sizeof str);
         return 0;
     }
     case EW_OPT_INT: {

@@ -36,9 +36,8 @@ static int s_add(schema_layout *out, const char *name, char *err, size_t errlen)
 int schema_detector_output(const ew_schema *in, size_t n_extra, const char *const *extras, schema_layout *out,
                            char *err, size_t errlen)
 {
-    memset(out, 0, sizeof *out);
-    out->names = calloc(in->channels + n_extra + 2, sizeof *out->names);
-    out->keep = calloc(in->channels + 1, sizeof *out->keep);
+    *out = (schema_layout){.names = calloc(in->channels + n_extra + 2, sizeof *out->names),
+                           .keep = calloc(in->channels + 1, sizeof *out->keep)};
     if (!out->names || !out->keep) {
         schema_layout_free(out);
         snprintf(err, errlen, "out of memory");

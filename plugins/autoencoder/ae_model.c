@@ -18,8 +18,8 @@ int ae_model_alloc(ae_model *m, const ae_settings *s)
     size_t d = (size_t)s->window * s->channels;
     if (ae_net_init(&m->net, d, hidden, s->nhidden, (ae_activation)s->activation) < 0)
         return -1;
-    m->mean = calloc(d, sizeof *m->mean);
-    m->sd = calloc(d, sizeof *m->sd);
+    m->mean = calloc(d ? d : 1, sizeof *m->mean);
+    m->sd = calloc(d ? d : 1, sizeof *m->sd);
     if (!m->mean || !m->sd) {
         ae_model_free(m);
         return -1;
@@ -72,7 +72,7 @@ int ae_model_encode(const ae_model *m, const char *const *names, void **data, si
 {
     const ae_settings *s = &m->settings;
     const size_t d = m->net.width[0];
-    size_t size = 8 + 4 * 6 + 4 * (size_t)s->nhidden + 8 * 5 + 8 * 4 + 8 * 3;
+    size_t size = 8 + 4 * 6 + 4 * (size_t)s->nhidden + (size_t)8 * 5 + (size_t)8 * 4 + (size_t)8 * 3;
     for (size_t c = 0; c < s->channels; c++)
         size += 4 + strlen(names[c]);
     size += 8 * (2 * d + m->net.nparams);

@@ -261,7 +261,7 @@ static int s_learn(autoencoder *a)
     int rc = ae_net_train(&m->net, rows, n, &opts, &a->cancel, &a->report);
     if (rc != 0)
         return rc;
-    double *errors = malloc(n * sizeof *errors);
+    double *errors = malloc((n ? n : 1) * sizeof *errors);
     double *scratch = malloc(2 * m->net.max_width * sizeof *scratch);
     if (!errors || !scratch) {
         free(errors);
@@ -482,9 +482,10 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
                   "network can learn to copy its input and then misses anomalies; use a layer "
                   "narrower than window * channels", narrowest, a->d);
 
-    a->ring = calloc(2 * a->window * a->nch, sizeof *a->ring);
+    /* Never a 0-byte request: its NULL would read as out of memory. */
+    a->ring = calloc(a->d ? 2 * a->d : 1, sizeof *a->ring);
     /* calloc: the unused lanes of a partial block are computed too. */
-    a->xt = calloc(a->d * AE_BLOCK, sizeof *a->xt);
+    a->xt = calloc(a->d ? a->d * AE_BLOCK : 1, sizeof *a->xt);
     if (!a->ring || !a->xt)
         goto oom;
     a->nonfinite = host->counter(node, "autoencoder_nonfinite_windows",

@@ -141,16 +141,18 @@ ewp_lines *ewp_lines_new(const ewp_lines_spec *spec)
     p->name_len = calloc(max ? max : 1, sizeof *p->name_len);
     if (!p->names || !p->name_len)
         goto oom;
+    size_t nch = 0;
     if (spec->nchannels) {
         for (size_t i = 0; i < spec->nchannels; i++)
-            p->names[p->nch++] = spec->channels[i];
+            p->names[nch++] = spec->channels[i];
     } else {
         for (size_t i = 0; i < spec->ncolumns; i++)
             if (!ts || strcmp(spec->columns[i], ts) != 0)
-                p->names[p->nch++] = spec->columns[i];
+                p->names[nch++] = spec->columns[i];
     }
-    for (size_t i = 0; i < p->nch; i++)
+    for (size_t i = 0; i < nch; i++)
         p->name_len[i] = strlen(p->names[i]);
+    p->nch = nch;
     if (spec->format == EWP_LINES_CSV) {
         p->col_channel = calloc(spec->ncolumns ? spec->ncolumns : 1, sizeof *p->col_channel);
         p->fields = calloc(spec->ncolumns + 1, sizeof *p->fields);

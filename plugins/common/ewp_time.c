@@ -119,7 +119,7 @@ int ewp_time_parse(const char *text, size_t len, int64_t *ns)
         return -1;
 
     /* Local time minus its offset is UTC. Years 0000-9999 keep this in range. */
-    int64_t secs = ewp_days_from_civil(year, mon, day) * 86400 + hour * 3600 + min * 60 + sec -
+    int64_t secs = ewp_days_from_civil(year, mon, day) * 86400 + (int64_t)hour * 3600 + (int64_t)min * 60 + sec -
                    offset_s;
     int64_t out;
     if (__builtin_mul_overflow(secs, S_NS_PER_S, &out) || __builtin_add_overflow(out, frac, &out))

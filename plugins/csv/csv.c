@@ -199,7 +199,7 @@ static long s_split(char *line, char delim, char **fields, size_t max, const cha
         }
         bool last = *p == '\0';
         *out = '\0'; /* may overwrite the delimiter at p: `last` was read first */
-        if (n < max)
+        if (fields && n < max) /* fields is NULL when the caller only counts */
             fields[n] = start;
         n++;
         if (last)

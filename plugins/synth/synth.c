@@ -317,7 +317,6 @@ static int s_produce(void *self, int64_t *wake_at)
                       (unsigned long long)s->late_resets);
         s->base_mono = mono;
         s->base_n = s->n;
-        due = mono;
     }
     /* Timestamps: the scheduled instant, mapped from the monotonic schedule to
      * wall-clock time, so samples are evenly spaced even when emitted in a burst. */
