@@ -500,38 +500,6 @@ START_TEST(option_errors)
 }
 END_TEST
 
-static void s_unescape_pipes(char *s)
-{
-    char *out = s;
-    for (const char *p = s; *p; p++)
-        if (!(p[0] == '\\' && p[1] == '|'))
-            *out++ = *p;
-    *out = '\0';
-}
-
-/* The README's option table is the one `edgewatch describe` prints as Markdown. */
-START_TEST(readme_lists_every_option)
-{
-    const char *root = getenv("EW_TEST_SOURCE_DIR");
-    if (!root)
-        return;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/plugins/%s/README.md", root, ew_plugin_entry()->name);
-    char *readme = s_slurp(path);
-    char *table = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&table, &len);
-    options_describe(ew_plugin_entry()->options, mem, 1);
-    fclose(mem);
-    s_unescape_pipes(readme);
-    s_unescape_pipes(table);
-    for (char *line = strtok(table, "\n"); line; line = strtok(NULL, "\n"))
-        ck_assert_msg(strstr(readme, line), "%s lacks the row:\n%s", path, line);
-    free(table);
-    free(readme);
-}
-END_TEST
-
 int main(void)
 {
     Suite *s = suite_create("plugin-csv");
@@ -560,7 +528,6 @@ int main(void)
     tcase_add_test(tc, speed_follows_the_timestamps);
     tcase_add_test(tc, rate_paces_rows);
     tcase_add_test(tc, option_errors);
-    tcase_add_test(tc, readme_lists_every_option);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -354,43 +354,6 @@ END_TEST
 
 /* Removes the backslash of every "\\|", so a README may escape the pipes of enum
  * choices (as Markdown tables need) and still match the plain text. */
-static void s_unescape_pipes(char *s)
-{
-    char *out = s;
-    for (const char *p = s; *p; p++)
-        if (!(p[0] == '\\' && p[1] == '|'))
-            *out++ = *p;
-    *out = '\0';
-}
-
-/* The README's option table is the one `edgewatch describe` prints as Markdown. */
-START_TEST(readme_lists_every_option)
-{
-    const char *root = getenv("EW_TEST_SOURCE_DIR");
-    if (!root)
-        return; /* run outside meson */
-    char path[4096];
-    snprintf(path, sizeof path, "%s/plugins/%s/README.md", root, ew_plugin_entry()->name);
-    FILE *f = fopen(path, "r");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    char *readme = NULL;
-    size_t cap = 0;
-    ck_assert(getdelim(&readme, &cap, '\0', f) > 0);
-    fclose(f);
-    char *table = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&table, &len);
-    options_describe(ew_plugin_entry()->options, mem, 1);
-    fclose(mem);
-    s_unescape_pipes(readme);
-    s_unescape_pipes(table);
-    for (char *line = strtok(table, "\n"); line; line = strtok(NULL, "\n"))
-        ck_assert_msg(strstr(readme, line), "%s lacks the row:\n%s", path, line);
-    free(table);
-    free(readme);
-}
-END_TEST
-
 /* ---- raw speed, without the harness's sample storage ---- */
 
 struct ew_node {
@@ -505,7 +468,6 @@ int main(int argc, char **argv)
     tcase_add_test(tc, no_anomalies_at_rate_zero);
     tcase_add_test(tc, option_errors);
     tcase_add_test(tc, stop_is_honoured);
-    tcase_add_test(tc, readme_lists_every_option);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
