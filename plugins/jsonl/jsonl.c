@@ -14,6 +14,11 @@
  * Lines are written with write(2) from our own buffer rather than stdio: when
  * the disk is full we know exactly which bytes reached the file, keep the rest
  * and return EW_EAGAIN, so the host's retry neither loses nor repeats a line.
+ *
+ * A file can be rotated by size (rotate_size, rotate_keep): a line is always
+ * written whole to one file, and rotation happens only between lines, as a
+ * rename chain FILE.N-1 -> FILE.N ... FILE -> FILE.1 and a reopen. fsync =
+ * batch | always makes lines durable (fdatasync) before consume returns.
  */
 #include <edgewatch/plugin.h>
 
@@ -25,13 +30,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum s_flush { S_FLUSH_LINE = 0, S_FLUSH_BATCH = 1 };
+enum s_fsync { S_SYNC_NEVER = 0, S_SYNC_BATCH = 1, S_SYNC_ALWAYS = 2 };
 
 typedef struct jsonl_config {
     const char *path;
     int flush;
+    uint64_t rotate_size;
+    int64_t rotate_keep;
+    int fsync;
 } jsonl_config;
 
 typedef struct jsonl {
@@ -48,7 +58,9 @@ typedef struct jsonl {
     size_t pending_count;      /* that batch's size and first/last timestamps, to */
     int64_t pending_first;     /* recognise the host's retry of it */
     int64_t pending_last;
-    ew_counter *lines;
+    uint64_t size;             /* bytes in the current file (rotation) */
+    bool dirty;                /* written since the last fdatasync */
+    ew_counter *lines, *rotations;
 } jsonl;
 
 static const ew_option s_options[] = {
@@ -56,8 +68,29 @@ static const ew_option s_options[] = {
               "File to append lines to (created with mode 0640); - = standard output."),
     EW_OPTION_ENUM("flush", "batch", "line|batch", jsonl_config, flush,
                    "Write after every line, or once per batch (fewer system calls)."),
+    EW_OPTION("rotate_size", EW_OPT_SIZE, "0", jsonl_config, rotate_size,
+              "Start a new file before a line would make the current one larger than this "
+              "(a longer line gets a file of its own); 0 = never rotate."),
+    EW_OPTION_RANGE("rotate_keep", EW_OPT_INT, "5", 1, 1000, jsonl_config, rotate_keep,
+                    "Rotated files kept: PATH.1 (newest) to PATH.N; the oldest is removed."),
+    EW_OPTION_ENUM("fsync", "never", "never|batch|always", jsonl_config, fsync,
+                   "fdatasync the file after every batch or every line, so written lines "
+                   "survive a power cut; never = leave it to the kernel."),
     EW_OPTION_END,
 };
+
+static int s_validate(const void *config, char *err, size_t errlen, int *line)
+{
+    const jsonl_config *cfg = config;
+    *line = 0;
+    if (strcmp(cfg->path, "-") == 0 && (cfg->rotate_size || cfg->fsync != S_SYNC_NEVER)) {
+        snprintf(err, errlen, "option %s applies to a file only, and path = - is standard output; "
+                              "set path to a file or remove %s",
+                 cfg->rotate_size ? "rotate_size" : "fsync", cfg->rotate_size ? "rotate_size" : "fsync");
+        return EW_ERR;
+    }
+    return EW_OK;
+}
 
 static void s_destroy(void *self)
 {
@@ -74,6 +107,12 @@ static void s_destroy(void *self)
 static int s_init(const ew_host *host, ew_node *node, const void *config, void **self)
 {
     const jsonl_config *cfg = config;
+    char verr[512];
+    int vline;
+    if (s_validate(cfg, verr, sizeof verr, &vline) != EW_OK) {
+        host->set_error(node, "%s", verr);
+        return EW_EINVAL;
+    }
     jsonl *j = calloc(1, sizeof *j);
     if (!j) {
         host->set_error(node, "out of memory allocating the jsonl sink");
@@ -101,6 +140,9 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
             free(j);
             return EW_EINVAL;
         }
+        struct stat st;
+        if (fstat(j->fd, &st) == 0)
+            j->size = (uint64_t)st.st_size;
     }
     j->json = ewp_json_new();
     if (!j->json) {
@@ -110,6 +152,7 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
         return EW_ERR;
     }
     j->lines = host->counter(node, "jsonl_lines", "JSON lines written by the jsonl sink");
+    j->rotations = host->counter(node, "jsonl_rotations", "Files rotated by the jsonl sink");
     *self = j;
     return EW_OK;
 }
@@ -170,23 +213,145 @@ static int s_write(jsonl *j, size_t upto)
         if (j->lines)
             j->host->counter_add(j->lines, s_count_lines(j->buf + j->done, (size_t)n));
         j->done += (size_t)n;
+        j->size += (uint64_t)n;
+        j->dirty = true;
     }
     return EW_OK;
 }
 
-/* Writes what is in buf, per line or all at once. */
+/* fdatasync of what was written; a failure may mean lost data, so it is fatal. */
+static int s_sync(jsonl *j)
+{
+    if (!j->dirty)
+        return EW_OK;
+    if (fdatasync(j->fd) != 0) {
+        j->host->set_error(j->node, "fdatasync of %s failed: %s; lines written since the last "
+                                    "sync may not be on disk (check the disk and the kernel log)",
+                           j->shown_path, strerror(errno));
+        return EW_ERR;
+    }
+    j->dirty = false;
+    return EW_OK;
+}
+
+/* Makes the folder's entries (renames, a new file) durable. */
+static void s_sync_dir(jsonl *j)
+{
+    char *dir = strdup(j->cfg->path);
+    if (!dir)
+        return;
+    char *slash = strrchr(dir, '/');
+    const char *d = ".";
+    if (slash == dir)
+        d = "/";
+    else if (slash) {
+        *slash = '\0';
+        d = dir;
+    }
+    int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (fsync(fd) != 0)
+            j->host->log(j->node, EW_LOG_WARN, "fsync of folder %s failed: %s", d, strerror(errno));
+        close(fd);
+    }
+    free(dir);
+}
+
+/* PATH.N-1 -> PATH.N, ..., PATH -> PATH.1, then a fresh PATH. The current file
+ * stays open until the new one is, so a failure leaves the sink writable. */
+static int s_rotate(jsonl *j)
+{
+    const char *path = j->cfg->path;
+    int64_t keep = j->cfg->rotate_keep;
+    if (j->cfg->fsync != S_SYNC_NEVER && s_sync(j) != EW_OK)
+        return EW_ERR;
+    size_t plen = strlen(path) + 24;
+    char *from = malloc(plen), *to = malloc(plen);
+    if (!from || !to) {
+        free(from);
+        free(to);
+        j->host->set_error(j->node, "out of memory rotating %s", path);
+        return EW_ERR;
+    }
+    int rc = EW_OK;
+    for (int64_t k = keep - 1; k >= 1 && rc == EW_OK; k--) {
+        snprintf(from, plen, "%s.%lld", path, (long long)k);
+        snprintf(to, plen, "%s.%lld", path, (long long)k + 1);
+        if (rename(from, to) != 0 && errno != ENOENT) {
+            j->host->set_error(j->node, "cannot rotate %s: renaming %s to %s failed: %s; check the "
+                                        "folder's permissions",
+                               path, from, to, strerror(errno));
+            rc = EW_ERR;
+        }
+    }
+    snprintf(to, plen, "%s.1", path);
+    if (rc == EW_OK && rename(path, to) != 0) {
+        j->host->set_error(j->node, "cannot rotate %s: renaming it to %s failed: %s; check the "
+                                    "folder's permissions",
+                           path, to, strerror(errno));
+        rc = EW_ERR;
+    }
+    if (rc == EW_OK) {
+        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0) {
+            j->host->set_error(j->node, "rotated %s to %s but cannot create a new %s: %s", path, to,
+                               path, strerror(errno));
+            rc = EW_ERR;
+        } else {
+            close(j->fd);
+            j->fd = fd;
+            j->size = 0;
+            j->dirty = false;
+            if (j->cfg->fsync != S_SYNC_NEVER)
+                s_sync_dir(j);
+            j->host->counter_add(j->rotations, 1);
+            j->host->log(j->node, EW_LOG_INFO, "rotated %s to %s", path, to);
+        }
+    }
+    free(from);
+    free(to);
+    return rc;
+}
+
+/* End of the line that starts at or contains buf[at], newline included. */
+static size_t s_line_end(const jsonl *j, size_t at)
+{
+    const char *nl = memchr(j->buf + at, '\n', j->len - at);
+    return nl ? (size_t)(nl - j->buf) + 1 : j->len;
+}
+
+/* Writes what is in buf, per line or as many whole lines as the current file
+ * takes, rotating between lines; a line cut by a failed write is finished in
+ * the same file before anything else. */
 static int s_drain(jsonl *j)
 {
+    const jsonl_config *c = j->cfg;
+    bool per_line = c->flush == S_FLUSH_LINE || c->fsync == S_SYNC_ALWAYS;
     int rc = EW_OK;
-    if (j->cfg->flush == S_FLUSH_LINE) {
-        while (rc == EW_OK && j->done < j->len) {
-            const char *nl = memchr(j->buf + j->done, '\n', j->len - j->done);
-            size_t upto = nl ? (size_t)(nl - j->buf) + 1 : j->len;
-            rc = s_write(j, upto);
+    while (rc == EW_OK && j->done < j->len) {
+        size_t upto = s_line_end(j, j->done);
+        bool line_start = j->done == 0 || j->buf[j->done - 1] == '\n';
+        if (line_start && c->rotate_size && j->size > 0 && j->size + (upto - j->done) > c->rotate_size) {
+            rc = s_rotate(j);
+            if (rc != EW_OK)
+                break;
         }
-    } else {
-        rc = s_write(j, j->len);
+        if (line_start && !per_line) {
+            if (!c->rotate_size)
+                upto = j->len;
+            while (upto < j->len) {
+                size_t next = s_line_end(j, upto);
+                if (j->size + (next - j->done) > c->rotate_size)
+                    break;
+                upto = next;
+            }
+        }
+        rc = s_write(j, upto);
+        if (rc == EW_OK && c->fsync == S_SYNC_ALWAYS)
+            rc = s_sync(j);
     }
+    if (rc == EW_OK && c->fsync == S_SYNC_BATCH)
+        rc = s_sync(j);
     if (rc != EW_OK) {
         j->pending = true;
         return rc;
@@ -259,7 +424,7 @@ static const ew_plugin s_plugin = {
     EW_PLUGIN_HEADER,
     .kind = EW_KIND_SINK,
     .name = "jsonl",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .description = "Writes one JSON object per sample to standard output or a file",
     .license = "MIT",
     .options = s_options,
@@ -268,6 +433,7 @@ static const ew_plugin s_plugin = {
     .consume = s_consume,
     .flush = s_flush,
     .destroy = s_destroy,
+    .validate = s_validate,
 };
 
 EW_PLUGIN_EXPORT(s_plugin)

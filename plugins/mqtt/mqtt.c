@@ -43,6 +43,7 @@ enum { S_FULL_BLOCK = 0, S_FULL_DROP_OLDEST = 1 };
 
 #define S_BACKOFF_MIN_NS 200000000LL   /* first reconnect after 0.2 s */
 #define S_BACKOFF_MAX_NS 10000000000LL /* then doubling up to 10 s */
+#define S_DEGRADED_EVERY_NS 30000000000LL /* refresh of the spooled count in /health (each is logged) */
 
 typedef struct mqtt_config {
     const char *broker;
@@ -151,6 +152,11 @@ typedef struct mqtt {
     uint64_t acked_next;      /* first seq not acknowledged, as this thread knows it */
     uint64_t high_published;  /* highest seq ever published in this run, to count resends */
     bool ack_dirty;
+    /* /health: `degraded` while the broker is unreachable (ABI 1.1 set_degraded) */
+    bool down;                /* the last attempt failed or the connection was lost */
+    bool degraded_shown;
+    int64_t degraded_at;      /* when the reason was last updated */
+    uint64_t degraded_n;      /* the count it showed */
     /* counters */
     ew_counter *c_spooled, *c_published, *c_dropped, *c_resent, *c_connects, *c_disconnects;
 } mqtt;
@@ -334,6 +340,7 @@ static void s_on_connect(struct mosquitto *mosq, void *obj, int rc)
     }
     atomic_store(&m->connected, true);
     atomic_store(&m->refused, false);
+    m->down = false;
     m->backoff = 0;
     m->outage_logged = false;
     m->host->counter_add(m->c_connects, 1);
@@ -402,6 +409,7 @@ static void s_conn_lost(mqtt *m, int rc, int64_t now)
 {
     bool was = atomic_exchange(&m->connected, false);
     m->connecting = false;
+    m->down = true;
     char lib[256];
     pthread_mutex_lock(&m->mu);
     snprintf(lib, sizeof lib, "%s", m->lib_error);
@@ -479,6 +487,30 @@ static int s_feed(mqtt *m)
     return MOSQ_ERR_SUCCESS;
 }
 
+/* Shows the outage in /health as `degraded` with the spooled count, and clears
+ * it once connected. The count is refreshed every few seconds only: the host
+ * logs each change of the reason. A refusal (credentials, TLS) is reported as
+ * `retrying` by consume instead. */
+static void s_show_degraded(mqtt *m, int64_t now)
+{
+    if (!EW_HOST_HAS(m->host, set_degraded))
+        return;
+    if (m->down && !atomic_load(&m->connected) && !atomic_load(&m->refused)) {
+        uint64_t n = spool_pending(m->sp);
+        if (!m->degraded_shown || (n != m->degraded_n && now - m->degraded_at >= S_DEGRADED_EVERY_NS)) {
+            char reason[128];
+            snprintf(reason, sizeof reason, "broker unreachable, %" PRIu64 " messages spooled", n);
+            m->host->set_degraded(m->node, reason);
+            m->degraded_shown = true;
+            m->degraded_at = now;
+            m->degraded_n = n;
+        }
+    } else if (m->degraded_shown) {
+        m->host->set_degraded(m->node, NULL);
+        m->degraded_shown = false;
+    }
+}
+
 static void *s_thread(void *arg)
 {
     mqtt *m = arg;
@@ -534,6 +566,7 @@ static void *s_thread(void *arg)
             spool_ack(m->sp, m->acked_next, false);
             m->ack_dirty = false;
         }
+        s_show_degraded(m, now);
     }
     spool_ack(m->sp, m->acked_next, true);
     if (atomic_load(&m->connected))

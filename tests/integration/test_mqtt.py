@@ -106,20 +106,45 @@ input = pump
         b = self.broker().start()
         self.persistent_subscriber(b)
         b.stop()
-        count, http = 3000, ewtest.free_port()
-        path = self.config("mqtt://127.0.0.1:%d" % b.port, count, http_port=http)
+        # Paced, so the pipeline is still running when the broker comes back.
+        count, http = 20000, ewtest.free_port()
+        path = self.config("mqtt://127.0.0.1:%d" % b.port, count, rate=1000, http_port=http)
         proc = self.start("run", path)
-        self.wait_metric(proc, http, "mqtt_spooled", count)
+        self.wait_metric(proc, http, "mqtt_spooled", 300)
         self.assertIn("cannot reach broker mqtt://127.0.0.1:%d" % b.port, proc.stderr())
-        status, health = self.health(http)
-        self.assertEqual(health["nodes"]["up"]["state"], "running", health)
+        # During the outage: the node works (it spools) but is `degraded`, with the
+        # reason; /health still answers 200 (a restart would not help).
+        status, health = self.wait_health(proc, http, lambda h: h.get("nodes", {}).get("up", {}).get(
+            "state") == "degraded")
+        self.assertEqual(status, 200, health)
+        self.assertEqual(health["status"], "degraded", health)
+        self.assertIn("up", health["degraded"], health)
+        self.assertRegex(health["nodes"]["up"]["reason"], r"^broker unreachable, \d+ messages spooled$")
+        self.assertIn("degraded: broker unreachable", proc.stderr())
         b.start()
         sub = self.subscriber(b.plain_port)
-        received = sub.wait_for(range(1, count + 1), 60)
+        status, health = self.wait_health(proc, http, lambda h: h.get("nodes", {}).get("up", {}).get(
+            "state") == "running")
+        self.assertEqual(status, 200, health)
+        self.assertEqual(health["status"], "ok", health)
+        self.assertNotIn("reason", health["nodes"]["up"], health)
+        received = sub.wait_for(range(1, count + 1), 90)
         self.assertEqual(self.wait_exit(proc, 60), ewtest.EXIT_OK, proc.output())
         self.assertIds(sub.wait_quiet(), range(1, count + 1))
         self.assertEqual(sub.topics, {"plant/pump/alerts"})
         self.assertIn("connected to broker", proc.stderr())
+        self.assertIn("no longer degraded", proc.stderr())
+
+    def wait_health(self, proc, port, pred, timeout=30):
+        """Polls /health (bounded) until pred(body) holds; returns (status, body)."""
+        deadline = time.monotonic() + timeout
+        status, health = None, {}
+        while time.monotonic() < deadline and proc.running():
+            status, health = self.health(port)
+            if status is not None and pred(health):
+                return status, health
+            time.sleep(0.05)
+        self.fail("/health never matched; last %s %s\n%s" % (status, health, proc.output()))
 
     def test_broker_stopped_mid_stream(self):
         b = self.broker().start()

@@ -413,35 +413,190 @@ START_TEST(option_errors)
 }
 END_TEST
 
-static void s_unescape_pipes(char *s)
+/* Reads `path` and returns its x values in order (NULL and 0 when absent);
+ * checks every line is whole JSON and the file is at most `max` bytes. */
+static double *s_file_xs(const char *path, size_t max, size_t *n)
 {
-    char *out = s;
-    for (const char *p = s; *p; p++)
-        if (!(p[0] == '\\' && p[1] == '|'))
-            *out++ = *p;
-    *out = '\0';
+    *n = 0;
+    if (access(path, F_OK) != 0)
+        return NULL;
+    char *text = s_slurp(path);
+    size_t len = strlen(text);
+    ck_assert_msg(len <= max, "%s holds %zu bytes, more than rotate_size %zu", path, len, max);
+    ck_assert_msg(len == 0 || text[len - 1] == '\n', "%s does not end with a whole line", path);
+    json_object *lines[4096];
+    size_t count = s_parse_lines(text, lines, 4096);
+    double *xs = malloc((count + 1) * sizeof *xs);
+    for (size_t i = 0; i < count; i++) {
+        xs[i] = s_num(s_get(lines[i], "values"), "x");
+        json_object_put(lines[i]);
+    }
+    free(text);
+    *n = count;
+    return xs;
 }
 
-/* The README's option table is the one `edgewatch describe` prints as Markdown. */
-START_TEST(readme_lists_every_option)
+/* Rotation: rotate_keep files plus the current one, none over rotate_size,
+ * every line whole, and together the newest lines once each, in order. */
+static void s_rotation(const char *flush, const char *fsync_mode)
 {
-    const char *root = getenv("EW_TEST_SOURCE_DIR");
-    if (!root)
-        return;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/plugins/%s/README.md", root, ew_plugin_entry()->name);
-    char *readme = s_slurp(path);
-    char *table = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&table, &len);
-    options_describe(ew_plugin_entry()->options, mem, 1);
-    fclose(mem);
-    s_unescape_pipes(readme);
-    s_unescape_pipes(table);
-    for (char *line = strtok(table, "\n"); line; line = strtok(NULL, "\n"))
-        ck_assert_msg(strstr(readme, line), "%s lacks the row:\n%s", path, line);
-    free(table);
-    free(readme);
+    const char *const names[] = {"x"};
+    ew_harness *h = s_make(1, names, (const char *[]){"path", s_path, "rotate_size", "300", "rotate_keep",
+                                                      "3", "flush", flush, "fsync", fsync_mode, NULL});
+    enum { N = 200, B = 7 };
+    for (int i = 0; i < N; i += B) {
+        int64_t ts[B];
+        double v[B];
+        int n = i + B <= N ? B : N - i;
+        for (int k = 0; k < n; k++) {
+            ts[k] = 1795710903000000000LL + (i + k);
+            v[k] = i + k;
+        }
+        ck_assert_int_eq(ew_harness_consume(h, (size_t)n, ts, v), EW_OK);
+    }
+    ck_assert_uint_eq(ew_harness_counter(h, "jsonl_lines"), N);
+    ck_assert_uint_gt(ew_harness_counter(h, "jsonl_rotations"), 10);
+    ew_harness_destroy(&h);
+    char p4[600];
+    snprintf(p4, sizeof p4, "%s.4", s_path);
+    ck_assert_msg(access(p4, F_OK) != 0, "%s exists: rotate_keep = 3 keeps 3", p4);
+    double expect = -1;
+    size_t total = 0;
+    for (int k = 3; k >= 0; k--) {
+        char path[600];
+        if (k)
+            snprintf(path, sizeof path, "%s.%d", s_path, k);
+        else
+            snprintf(path, sizeof path, "%s", s_path);
+        ck_assert_msg(access(path, F_OK) == 0, "%s is missing", path);
+        size_t n;
+        double *xs = s_file_xs(path, 300, &n);
+        ck_assert_uint_gt(n, 0);
+        for (size_t i = 0; i < n; i++) {
+            if (expect < 0)
+                expect = xs[i];
+            ck_assert_msg(xs[i] == expect, "%s: x = %g where %g was expected", path, xs[i], expect);
+            expect++;
+        }
+        total += n;
+        free(xs);
+    }
+    ck_assert(expect == N); /* the newest line is the last one */
+    ck_assert_uint_lt(total, N);
+}
+
+START_TEST(rotation_batch)
+{
+    s_rotation("batch", "batch");
+}
+END_TEST
+
+START_TEST(rotation_line_fsync_always)
+{
+    s_rotation("line", "always");
+}
+END_TEST
+
+START_TEST(rotation_never_sync)
+{
+    s_rotation("batch", "never");
+}
+END_TEST
+
+/* A line longer than rotate_size gets a file of its own, never split. */
+START_TEST(rotation_long_line_gets_its_own_file)
+{
+    const char *const names[] = {"x"};
+    ew_harness *h =
+        s_make(1, names, (const char *[]){"path", s_path, "rotate_size", "10", "rotate_keep", "5", NULL});
+    const int64_t ts[] = {0, 1, 2};
+    const double v[] = {1, 2, 3};
+    ck_assert_int_eq(ew_harness_consume(h, 3, ts, v), EW_OK);
+    ew_harness_destroy(&h);
+    for (int k = 2; k >= 0; k--) {
+        char path[600];
+        if (k)
+            snprintf(path, sizeof path, "%s.%d", s_path, k);
+        else
+            snprintf(path, sizeof path, "%s", s_path);
+        size_t n;
+        double *xs = s_file_xs(path, 1000, &n);
+        ck_assert_uint_eq(n, 1);
+        ck_assert(xs[0] == 3 - k);
+        free(xs);
+    }
+}
+END_TEST
+
+/* The size of an existing file counts: it is rotated once it is full. */
+START_TEST(rotation_counts_an_existing_file)
+{
+    FILE *f = fopen(s_path, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < 290; i++)
+        fputc(i % 50 == 49 ? '\n' : 'a', f);
+    fclose(f);
+    const char *const names[] = {"x"};
+    ew_harness *h = s_make(1, names, (const char *[]){"path", s_path, "rotate_size", "300", NULL});
+    const int64_t ts[] = {0};
+    const double v[] = {1};
+    ck_assert_int_eq(ew_harness_consume(h, 1, ts, v), EW_OK);
+    ck_assert_uint_eq(ew_harness_counter(h, "jsonl_rotations"), 1);
+    ew_harness_destroy(&h);
+    char p1[600];
+    snprintf(p1, sizeof p1, "%s.1", s_path);
+    struct stat st;
+    ck_assert_int_eq(stat(p1, &st), 0);
+    ck_assert_int_eq(st.st_size, 290);
+    size_t n;
+    double *xs = s_file_xs(s_path, 300, &n);
+    ck_assert_uint_eq(n, 1);
+    free(xs);
+}
+END_TEST
+
+/* A rotation that cannot rename says which rename and why, and stops the node
+ * without losing the lines already written. */
+START_TEST(rotation_error_is_clear)
+{
+    char p1[600];
+    snprintf(p1, sizeof p1, "%s.1", s_path);
+    ck_assert_int_eq(mkdir(p1, 0700), 0); /* PATH -> PATH.1 fails: it is a folder */
+    const char *const names[] = {"x"};
+    ew_harness *h =
+        s_make(1, names, (const char *[]){"path", s_path, "rotate_size", "100", "rotate_keep", "1", NULL});
+    const int64_t ts[] = {0, 1, 2, 3};
+    const double v[] = {1, 2, 3, 4};
+    ck_assert_int_eq(ew_harness_consume(h, 4, ts, v), EW_ERR);
+    ck_assert_msg(strstr(ew_harness_error(h), "cannot rotate") && strstr(ew_harness_error(h), p1) &&
+                      strstr(ew_harness_error(h), "Is a directory"),
+                  "%s", ew_harness_error(h));
+    ew_harness_destroy(&h);
+    size_t n;
+    double *xs = s_file_xs(s_path, 100, &n);
+    ck_assert_uint_ge(n, 1);
+    ck_assert(xs[0] == 1);
+    free(xs);
+}
+END_TEST
+
+START_TEST(rotation_and_fsync_need_a_file)
+{
+    const char *const names[] = {"x"};
+    int rc;
+    ew_harness *h = s_open(1, names, (const char *[]){"rotate_size", "1MiB", NULL}, &rc);
+    ck_assert_int_ne(rc, EW_OK);
+    ck_assert_msg(strstr(ew_harness_error(h), "rotate_size") && strstr(ew_harness_error(h), "standard output"),
+                  "%s", ew_harness_error(h));
+    ew_harness_destroy(&h);
+    h = s_open(1, names, (const char *[]){"fsync", "batch", NULL}, &rc);
+    ck_assert_int_ne(rc, EW_OK);
+    ck_assert_msg(strstr(ew_harness_error(h), "fsync"), "%s", ew_harness_error(h));
+    ew_harness_destroy(&h);
+    h = s_open(1, names, (const char *[]){"path", s_path, "fsync", "sometimes", NULL}, &rc);
+    ck_assert_int_ne(rc, EW_OK);
+    ck_assert_msg(strstr(ew_harness_error(h), "never|batch|always"), "%s", ew_harness_error(h));
+    ew_harness_destroy(&h);
 }
 END_TEST
 
@@ -463,7 +618,13 @@ int main(void)
     tcase_add_test(tc, retry_after_partial_write_batch);
     tcase_add_test(tc, retry_after_partial_write_line);
     tcase_add_test(tc, option_errors);
-    tcase_add_test(tc, readme_lists_every_option);
+    tcase_add_test(tc, rotation_batch);
+    tcase_add_test(tc, rotation_line_fsync_always);
+    tcase_add_test(tc, rotation_never_sync);
+    tcase_add_test(tc, rotation_long_line_gets_its_own_file);
+    tcase_add_test(tc, rotation_counts_an_existing_file);
+    tcase_add_test(tc, rotation_error_is_clear);
+    tcase_add_test(tc, rotation_and_fsync_need_a_file);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
