@@ -302,7 +302,8 @@ int spool_open(spool **out, const char *dir, uint64_t max_bytes, spool_recovery 
         firsts[nfirsts++] = f;
     }
     closedir(d);
-    qsort(firsts, nfirsts, sizeof *firsts, s_cmp_u64);
+    if (nfirsts > 1) /* an empty spool has no array at all */
+        qsort(firsts, nfirsts, sizeof *firsts, s_cmp_u64);
     for (size_t i = 0; i < nfirsts; i++)
         if (s_scan(sp, firsts[i], rec, err, errlen) < 0)
             goto fail;
