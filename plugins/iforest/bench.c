@@ -23,6 +23,31 @@ static double s_clock(clockid_t id)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Reads the whole file of rows, nch doubles each; *rows = 0 on failure. */
+static double *s_read_rows(const char *path, size_t nch, size_t *rows)
+{
+    *rows = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        perror(path);
+        return NULL;
+    }
+    double *values = NULL;
+    long size = fseek(fp, 0, SEEK_END) == 0 ? ftell(fp) : -1;
+    size_t n = size > 0 ? (size_t)size / (nch * sizeof(double)) : 0;
+    if (n > 0 && fseek(fp, 0, SEEK_SET) == 0)
+        values = malloc(n * nch * sizeof *values);
+    if (values && fread(values, sizeof(double) * nch, n, fp) == n) {
+        *rows = n;
+    } else {
+        fprintf(stderr, "cannot read %s\n", path);
+        free(values);
+        values = NULL;
+    }
+    fclose(fp);
+    return values;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 4) {
@@ -37,37 +62,39 @@ int main(int argc, char **argv)
         fprintf(stderr, "bad CHANNELS or BATCH\n");
         return 2;
     }
-    FILE *fp = fopen(argv[2], "rb");
-    if (!fp) {
-        perror(argv[2]);
-        return 1;
-    }
-    fseek(fp, 0, SEEK_END);
-    long size = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    size_t rows = (size_t)size / (nch * sizeof(double));
-    double *values = malloc(rows * nch * sizeof *values + 1);
-    int64_t *ts = calloc(batch, sizeof *ts);
-    if (!values || !ts || rows == 0 || fread(values, sizeof(double) * nch, rows, fp) != rows) {
-        fprintf(stderr, "cannot read %s\n", argv[2]);
-        return 1;
-    }
-    fclose(fp);
-
-    char **names = calloc(nch, sizeof *names);
+    int rc = 1;
+    ew_harness *h = NULL;
+    char **names = NULL;
+    int64_t *ts = NULL;
+    size_t rows;
+    double *values = s_read_rows(argv[2], nch, &rows);
+    if (!values)
+        goto cleanup;
+    ts = calloc(batch, sizeof *ts);
+    names = calloc(nch, sizeof *names);
+    if (!ts || !names)
+        goto oom;
     for (size_t c = 0; c < nch; c++) {
         names[c] = malloc(16);
+        if (!names[c])
+            goto oom;
         snprintf(names[c], 16, "c%zu", c);
     }
-    ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
+    h = ew_harness_new(ew_plugin_entry(), NULL);
+    if (!h)
+        goto oom;
     ew_harness_input(h, nch, (const char *const *)names);
     ew_harness_option(h, "model", argv[1]);
     if (ew_harness_init(h) != EW_OK) {
         fprintf(stderr, "init: %s\n", ew_harness_error(h));
-        return 1;
+        goto cleanup;
     }
     if (argc > 6) {
         FILE *out = fopen(argv[6], "wb");
+        if (!out) {
+            perror(argv[6]);
+            goto cleanup;
+        }
         for (size_t i = 0; i < rows; i += batch) {
             size_t n = rows - i < batch ? rows - i : batch;
             ew_harness_process(h, n, ts, values + i * nch);
@@ -83,7 +110,7 @@ int main(int argc, char **argv)
             size_t n = rows - i < batch ? rows - i : batch;
             if (ew_harness_process(h, n, ts, values + i * nch) != EW_OK) {
                 fprintf(stderr, "process: %s\n", ew_harness_error(h));
-                return 1;
+                goto cleanup;
             }
             done += n;
         }
@@ -92,11 +119,16 @@ int main(int argc, char **argv)
     double cpu = s_clock(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
     printf("samples %zu wall_s %.3f cpu_s %.3f samples_per_wall_s %.0f samples_per_cpu_s %.0f\n",
            done, elapsed, cpu, (double)done / elapsed, (double)done / cpu);
+    rc = 0;
+    goto cleanup;
+oom:
+    fprintf(stderr, "out of memory\n");
+cleanup:
     ew_harness_destroy(&h);
-    for (size_t c = 0; c < nch; c++)
+    for (size_t c = 0; names && c < nch; c++)
         free(names[c]);
     free(names);
     free(values);
     free(ts);
-    return 0;
+    return rc;
 }

@@ -14,6 +14,7 @@ static const char s_magic[8] = {'E', 'W', 'I', 'F', 'O', 'R', 'S', 'T'};
 
 enum {
     S_HEADER_SIZE = 48,
+    S_HEADER_SIZE_V2 = 56, /* version 2: + u32 window, u32 reserved */
     S_TREE_HEADER_SIZE = 8,
     S_NODE_SIZE = 32,
 };
@@ -82,6 +83,7 @@ static ifo_forest *s_alloc(uint32_t nf, uint32_t n_trees, size_t total_nodes)
     if (!f)
         return NULL;
     f->n_features = nf;
+    f->window = 1;
     f->n_trees = n_trees;
     f->tree_start = calloc((size_t)n_trees + 1, sizeof *f->tree_start);
     f->tree_depth = calloc(n_trees, 1);
@@ -138,7 +140,7 @@ int ifo_train(ifo_forest **out, const double *x, size_t n, uint32_t nf, uint32_t
     size_t *perm = malloc(n * sizeof *perm);
     uint32_t *sample = malloc(psi * sizeof *sample);
     uint32_t *features = malloc(nf * sizeof *features);
-    s_task *stack = malloc((max_depth + 2) * 2 * sizeof *stack);
+    s_task *stack = malloc(((size_t)max_depth + 2) * 2 * sizeof *stack);
     ewp_rng *rng = malloc(sizeof *rng);
     if (!f || !perm || !sample || !features || !stack || !rng) {
         s_err(err, errlen, "out of memory training %u trees of %zu samples", (unsigned)n_trees, psi);
@@ -358,20 +360,24 @@ static double s_get_f64(const unsigned char *p)
 
 int ifo_serialize(const ifo_forest *f, unsigned char **out, size_t *len)
 {
-    size_t total = S_HEADER_SIZE + (size_t)f->n_trees * S_TREE_HEADER_SIZE +
+    const bool v2 = f->window > 1;
+    const size_t header = v2 ? S_HEADER_SIZE_V2 : S_HEADER_SIZE;
+    size_t total = header + (size_t)f->n_trees * S_TREE_HEADER_SIZE +
                    (size_t)f->tree_start[f->n_trees] * S_NODE_SIZE;
     unsigned char *buf = calloc(1, total);
     if (!buf)
         return -1;
     memcpy(buf, s_magic, sizeof s_magic);
-    s_put_u32(buf + 8, IFO_FORMAT_VERSION);
+    s_put_u32(buf + 8, v2 ? IFO_FORMAT_VERSION_WINDOW : IFO_FORMAT_VERSION);
     s_put_u32(buf + 12, f->flags);
     s_put_u32(buf + 16, f->n_features);
     s_put_u32(buf + 20, f->n_trees);
     s_put_u64(buf + 24, f->sample_size);
     s_put_f64(buf + 32, f->threshold);
     s_put_u64(buf + 40, f->schema_hash);
-    unsigned char *p = buf + S_HEADER_SIZE;
+    if (v2)
+        s_put_u32(buf + 48, f->window);
+    unsigned char *p = buf + header;
     for (uint32_t t = 0; t < f->n_trees; t++) {
         uint32_t start = f->tree_start[t], count = f->tree_start[t + 1] - start;
         s_put_u32(p, count);
@@ -408,10 +414,25 @@ int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t 
     uint32_t nf = s_get_u32(b + 16), n_trees = s_get_u32(b + 20);
     uint64_t sample_size = s_get_u64(b + 24);
     double threshold = s_get_f64(b + 32);
-    if (version != IFO_FORMAT_VERSION) {
-        s_err(err, errlen, "model format version %u, this edgewatch reads version %d",
-              (unsigned)version, IFO_FORMAT_VERSION);
+    if (version != IFO_FORMAT_VERSION && version != IFO_FORMAT_VERSION_WINDOW) {
+        s_err(err, errlen, "model format version %u, this edgewatch reads versions %d and %d",
+              (unsigned)version, IFO_FORMAT_VERSION, IFO_FORMAT_VERSION_WINDOW);
         return -1;
+    }
+    const size_t header = version == IFO_FORMAT_VERSION ? S_HEADER_SIZE : S_HEADER_SIZE_V2;
+    uint32_t window = 1;
+    if (version == IFO_FORMAT_VERSION_WINDOW) {
+        if (len < S_HEADER_SIZE_V2) {
+            s_err(err, errlen, "truncated: %zu bytes, shorter than the %d-byte header of "
+                  "version 2", len, S_HEADER_SIZE_V2);
+            return -1;
+        }
+        window = s_get_u32(b + 48);
+        if (window < 1 || nf % window != 0 || s_get_u32(b + 52) != 0) {
+            s_err(err, errlen, "window %u does not divide the %u features (or the reserved "
+                  "field is not 0)", (unsigned)window, (unsigned)nf);
+            return -1;
+        }
     }
     if (flags & ~IFO_FLAG_FLOAT32) {
         s_err(err, errlen, "unknown flags 0x%x", (unsigned)flags);
@@ -432,7 +453,7 @@ int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t 
     }
     /* Pass 1: walk the tree headers, trusting each count only as far as the
      * bytes that follow it, before any allocation. */
-    size_t off = S_HEADER_SIZE, total_nodes = 0, max_nodes = 0;
+    size_t off = header, total_nodes = 0, max_nodes = 0;
     for (uint32_t t = 0; t < n_trees; t++) {
         if (len - off < S_TREE_HEADER_SIZE) {
             s_err(err, errlen, "truncated in the header of tree %u (byte %zu)", (unsigned)t, off);
@@ -468,12 +489,13 @@ int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t 
         goto fail;
     }
     f->flags = flags;
+    f->window = window;
     f->threshold = threshold;
     f->schema_hash = s_get_u64(b + 40);
     /* Pass 2: breadth first from the root, so that each node is reached once and
      * the two children of a node get adjacent indices; the queue position is the
      * node's new index. No recursion: the depth is checked, never used as stack. */
-    off = S_HEADER_SIZE;
+    off = header;
     size_t used = 0;
     for (uint32_t t = 0; t < n_trees; t++) {
         uint32_t count = s_get_u32(b + off);

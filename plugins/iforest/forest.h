@@ -8,8 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Version of the model format written by ifo_serialize and read by ifo_parse. */
+/* Versions of the model format: 1 (scikit-learn's, a forest over single samples)
+ * and 2 (adds the window: the forest's columns are the last `window` samples of
+ * each channel). ifo_serialize writes 1 when the window is 1, so files for
+ * scikit-learn's forests never change; ifo_parse reads both. */
 #define IFO_FORMAT_VERSION 1
+#define IFO_FORMAT_VERSION_WINDOW 2
 /* Flag: compare inputs rounded to float32, as scikit-learn's trees do. */
 #define IFO_FLAG_FLOAT32 1u
 /* Deepest tree a model may hold; scoring walks every tree this many steps at most.
@@ -28,7 +32,8 @@ typedef struct ifo_node {
 /* A trained or loaded forest. Read-only once built, so the scoring thread and a
  * training thread never share anything mutable. */
 typedef struct ifo_forest {
-    uint32_t n_features;  /* columns per sample */
+    uint32_t n_features;  /* columns per row the trees see: channels x window */
+    uint32_t window;      /* samples per row (1 = each sample alone); divides n_features */
     uint32_t n_trees;
     uint32_t flags;       /* IFO_FLAG_* */
     uint64_t sample_size; /* samples each tree was grown from (scikit-learn's max_samples_) */

@@ -14,6 +14,10 @@
  * score of Liu et al. and of scikit-learn (-score_samples), anomaly = score >
  * threshold, and the mean path length E[h(x)] as the extra channel
  * `path_length`. See README.md for the model format.
+ *
+ * With window = W the forest's row for a sample is the last W samples of every
+ * channel (shingling), for streaming time series; background = false grows the
+ * forests inside the batch so that replays are deterministic.
  */
 #include <edgewatch/plugin.h>
 
@@ -35,6 +39,11 @@
 #define S_STATE_FILE "forest.bin"
 /* A model file larger than this is refused before it is read. */
 #define S_MODEL_MAX ((off_t)1 << 30)
+/* A retrained forest is saved at most this often (and at the end of the
+ * stream), so that retraining every few samples does not wear out the storage. */
+#define S_SAVE_INTERVAL_NS (60 * (int64_t)1000000000)
+/* Training rows are kept in memory: refuse configs that would need more. */
+#define S_TRAIN_MAX_BYTES ((double)(1u << 30))
 
 typedef struct iforest_config {
     int64_t trees;
@@ -45,6 +54,9 @@ typedef struct iforest_config {
     double contamination;
     int64_t seed;
     const char *model;
+    int64_t window;
+    bool background;
+    bool learn_anomalies;
 } iforest_config;
 
 /* One training run on the plugin's thread. The node thread owns everything
@@ -59,6 +71,7 @@ typedef struct s_job {
     uint64_t sample_size, seed;
     double contamination;
     bool initial;          /* the first model, not a retraining */
+    bool threaded;         /* runs on `thread` (background = true) */
     int64_t started;       /* monotonic ns */
     int rc;
     ifo_forest *result;
@@ -71,12 +84,19 @@ typedef struct iforest {
     const iforest_config *cfg;
     size_t nf;              /* channels the forest is over */
     size_t *cols;           /* their columns in the input row */
+    size_t w;               /* window: samples per row of the forest */
+    size_t d;               /* columns of the forest: nf * w */
+    /* The last w samples: each is written at p and p + w, so the window,
+     * oldest first, is always contiguous at hist + (p + 1) * nf. */
+    double *hist;
+    size_t hist_pos;
+    uint64_t clean;         /* finite samples in a row, up to the latest */
     uint64_t schema_hash;
     ifo_forest *forest;     /* NULL while the first model is pending */
     double threshold;
     bool learning;
     bool from_file;         /* loaded with model = PATH: never saved */
-    double *x;              /* per-batch scratch: gathered rows */
+    double *x;              /* per-batch scratch: gathered rows of d columns */
     double *sums;
     uint8_t *finite;
     size_t cap;
@@ -86,6 +106,8 @@ typedef struct iforest {
     size_t ring_n, ring_pos;
     uint64_t since_train;
     uint64_t generation;
+    int64_t saved_at;       /* monotonic ns of the last save */
+    bool unsaved;           /* a retrained forest waits for its save */
     s_job *job;
     ew_counter *c_nonfinite, *c_trainings, *c_save_failures;
     char path_name[80];
@@ -99,11 +121,11 @@ static const ew_option s_options[] = {
                     "max_samples); trees are at most ceil(log2(sample_size)) deep."),
     EW_OPTION_RANGE("train_samples", EW_OPT_INT, "1000", 2, 10000000, iforest_config,
                     train_samples,
-                    "Finite samples collected before the forest is grown; also the size of the "
-                    "reservoir of recent normal samples used for retraining."),
+                    "Finite rows (samples, or windows when window > 1) collected before the forest "
+                    "is grown; also the size of the reservoir of recent rows used for retraining."),
     EW_OPTION_RANGE("retrain_every", EW_OPT_INT, "0", 0, 1e15, iforest_config, retrain_every,
-                    "Grow a new forest every this many samples from the recent normal samples; "
-                    "0 = never."),
+                    "Grow a new forest every this many samples from the reservoir of recent rows "
+                    "(see learn_anomalies); 0 = never."),
     EW_OPTION_RANGE("threshold", EW_OPT_DOUBLE, "0.5", 0, 1, iforest_config, threshold,
                     "Score above which a sample is an anomaly (0.5 is scikit-learn's 'auto'); "
                     "ignored when contamination is set."),
@@ -115,6 +137,19 @@ static const ew_option s_options[] = {
     EW_OPTION("model", EW_OPT_STRING, NULL, iforest_config, model,
               "Model file to load instead of learning (e.g. from tools/export-sklearn-iforest); "
               "read only."),
+    EW_OPTION_RANGE("window", EW_OPT_INT, "1", 1, 1000, iforest_config, window,
+                    "Samples per row of the forest (shingling): its columns are the last window "
+                    "values of every channel, oldest first; 1 = each sample alone "
+                    "(scikit-learn's)."),
+    EW_OPTION("background", EW_OPT_BOOL, "true", iforest_config, background,
+              "Grow forests on a thread of the plugin while the stream goes on (true), or inside "
+              "the batch that completes the training set or reaches retrain_every (false: "
+              "replays give the same scores whatever the machine's speed, but that batch waits "
+              "for the training)."),
+    EW_OPTION("learn_anomalies", EW_OPT_BOOL, "false", iforest_config, learn_anomalies,
+              "With retrain_every: the reservoir keeps every recent finite sample, anomalies "
+              "too, so a lasting change becomes normal after about train_samples samples "
+              "(false: anomalies never enter it)."),
     EW_OPTION_END,
 };
 
@@ -145,7 +180,8 @@ static void s_job_free(s_job **jp, bool stop)
         return;
     if (stop)
         atomic_store(&job->stop, true);
-    pthread_join(job->thread, NULL);
+    if (job->threaded)
+        pthread_join(job->thread, NULL);
     free(job->x);
     ifo_free(&job->result);
     free(job);
@@ -165,6 +201,7 @@ static void s_destroy(void *self)
     free(z->finite);
     free(z->train);
     free(z->ring);
+    free(z->hist);
     free(z);
 }
 
@@ -260,10 +297,18 @@ static int s_load_state(iforest *z)
         return EW_ENOENT;
     }
     free(data);
-    if (f->n_features != z->nf || (f->schema_hash && f->schema_hash != z->schema_hash)) {
+    if (f->window != z->w) {
+        z->host->log(z->node, EW_LOG_WARN,
+                     "state file %s holds a model of window %u, the node's window is %zu: "
+                     "relearning", S_STATE_FILE, (unsigned)f->window, z->w);
+        ifo_free(&f);
+        return EW_ENOENT;
+    }
+    if (f->n_features != z->d || (f->schema_hash && f->schema_hash != z->schema_hash)) {
         z->host->log(z->node, EW_LOG_WARN,
                      "state file %s holds a model of other input channels (%u, not %zu, or "
-                     "other names): relearning", S_STATE_FILE, (unsigned)f->n_features, z->nf);
+                     "other names): relearning", S_STATE_FILE, (unsigned)(f->n_features / f->window),
+                     z->nf);
         ifo_free(&f);
         return EW_ENOENT;
     }
@@ -288,10 +333,17 @@ static int s_load_model_file(iforest *z)
                            z->cfg->model, why);
         return EW_EINVAL;
     }
-    if (f->n_features != z->nf) {
+    if (f->window != z->w) {
+        z->host->set_error(z->node, "model file %s was made with window = %u but the node has "
+                                    "window = %zu: set window = %u",
+                           z->cfg->model, (unsigned)f->window, z->w, (unsigned)f->window);
+        ifo_free(&f);
+        return EW_EINVAL;
+    }
+    if (f->n_features != z->d) {
         z->host->set_error(z->node, "model file %s expects %u channels but the input has %zu: "
                                     "fit the model on the same channels, in the input's order",
-                           z->cfg->model, (unsigned)f->n_features, z->nf);
+                           z->cfg->model, (unsigned)(f->n_features / f->window), z->nf);
         ifo_free(&f);
         return EW_EINVAL;
     }
@@ -345,6 +397,21 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
         snprintf(z->path_name, sizeof z->path_name, "path_length_%s", host->node_name(node));
     else
         snprintf(z->path_name, sizeof z->path_name, "path_length");
+    z->w = (size_t)cfg->window;
+    z->d = z->nf * z->w;
+    if ((double)cfg->train_samples * (double)z->d * sizeof(double) > S_TRAIN_MAX_BYTES ||
+        z->d > UINT32_MAX / 2) {
+        host->set_error(node, "train_samples = %lld rows of %zu channels x window %zu need more "
+                              "than 1 GiB: lower train_samples or window",
+                        (long long)cfg->train_samples, z->nf, z->w);
+        s_destroy(z);
+        return EW_EINVAL;
+    }
+    if (!(z->hist = calloc(2 * z->w * z->nf, sizeof *z->hist))) {
+        host->set_error(node, "out of memory allocating the iforest detector");
+        s_destroy(z);
+        return EW_ERR;
+    }
     const char *extra[1] = {z->path_name};
     int rc = host->add_channels(node, 1, extra);
     if (rc != EW_OK) {
@@ -365,7 +432,7 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
                   cfg->model ? cfg->model : "the saved model " S_STATE_FILE,
                   (unsigned)z->forest->n_trees, z->nf, z->threshold);
     } else if (rc == EW_ENOENT) {
-        z->train = malloc((size_t)cfg->train_samples * z->nf * sizeof *z->train);
+        z->train = malloc((size_t)cfg->train_samples * z->d * sizeof *z->train);
         if (!z->train) {
             host->set_error(node, "out of memory for %lld training samples of %zu channels: "
                                   "lower train_samples", (long long)cfg->train_samples, z->nf);
@@ -378,7 +445,7 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
         return rc;
     }
     if (cfg->retrain_every > 0 &&
-        !(z->ring = malloc((size_t)cfg->train_samples * z->nf * sizeof *z->ring))) {
+        !(z->ring = malloc((size_t)cfg->train_samples * z->d * sizeof *z->ring))) {
         host->set_error(node, "out of memory for the retraining reservoir: lower train_samples");
         s_destroy(z);
         return EW_ERR;
@@ -393,9 +460,9 @@ static int s_cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static void *s_train_thread(void *arg)
+/* Grows the job's forest (on the thread, or in the batch with background = false). */
+static void s_train(s_job *job)
 {
-    s_job *job = arg;
     job->rc = ifo_train(&job->result, job->x, job->n, job->nf, job->trees, job->sample_size,
                         job->seed, &job->stop, job->err, sizeof job->err);
     if (job->rc == 0 && job->contamination > 0) {
@@ -417,11 +484,20 @@ static void *s_train_thread(void *arg)
             free(s);
         }
     }
+}
+
+static void *s_train_thread(void *arg)
+{
+    s_job *job = arg;
+    s_train(job);
     atomic_store(&job->done, true);
     return NULL;
 }
 
-/* Starts growing a forest from `n` rows in `x` (ownership passes to the job). */
+static int s_finish_job(iforest *z, bool wait);
+
+/* Starts growing a forest from `n` rows in `x` (ownership passes to the job);
+ * with background = false, grows it here and puts it in use. */
 static int s_start_job(iforest *z, double *x, size_t n, bool initial)
 {
     s_job *job = calloc(1, sizeof *job);
@@ -434,13 +510,21 @@ static int s_start_job(iforest *z, double *x, size_t n, bool initial)
     atomic_init(&job->stop, false);
     job->x = x;
     job->n = n;
-    job->nf = (uint32_t)z->nf;
+    job->nf = (uint32_t)z->d;
     job->trees = (uint32_t)z->cfg->trees;
     job->sample_size = (uint64_t)z->cfg->sample_size;
     job->seed = (uint64_t)z->cfg->seed + z->generation;
     job->contamination = z->cfg->contamination;
     job->initial = initial;
     job->started = z->host->monotonic(z->node);
+    if (!z->cfg->background) {
+        z->job = job;
+        z->generation++;
+        s_train(job);
+        atomic_store(&job->done, true);
+        return s_finish_job(z, true);
+    }
+    job->threaded = true;
     int err = pthread_create(&job->thread, NULL, s_train_thread, job);
     if (err != 0) {
         free(job->x);
@@ -459,7 +543,8 @@ static int s_finish_job(iforest *z, bool wait)
     s_job *job = z->job;
     if (!job || (!wait && !atomic_load(&job->done)))
         return EW_OK;
-    pthread_join(job->thread, NULL);
+    if (job->threaded)
+        pthread_join(job->thread, NULL);
     if (job->rc != 0) {
         z->host->set_error(z->node, "training the isolation forest failed: %s", job->err);
         free(job->x);
@@ -471,20 +556,28 @@ static int s_finish_job(iforest *z, bool wait)
     z->forest = job->result;
     job->result = NULL;
     z->forest->schema_hash = z->schema_hash;
+    z->forest->window = (uint32_t)z->w;
     if (z->cfg->contamination <= 0)
         z->forest->threshold = z->cfg->threshold;
     z->threshold = s_threshold(z, z->forest);
     z->host->counter_add(z->c_trainings, 1);
-    double ms = (double)(z->host->monotonic(z->node) - job->started) / 1e6;
+    int64_t now = z->host->monotonic(z->node);
+    double ms = (double)(now - job->started) / 1e6;
+    bool save = job->initial || now - z->saved_at >= S_SAVE_INTERVAL_NS;
     z->host->log(z->node, EW_LOG_INFO,
-                 "%s: %u trees from %zu samples in %.1f ms, threshold %.6g; saved as %s",
+                 "%s: %u trees from %zu samples in %.1f ms, threshold %.6g; %s %s",
                  job->initial ? "model ready" : "model retrained", (unsigned)z->forest->n_trees,
-                 job->n, ms, z->threshold, S_STATE_FILE);
+                 job->n, ms, z->threshold, save ? "saved as" : "saved later as",
+                 S_STATE_FILE);
     bool initial = job->initial;
     free(job->x);
     free(job);
     z->job = NULL;
-    s_save(z);
+    z->unsaved = !save;
+    if (save) {
+        s_save(z);
+        z->saved_at = now;
+    }
     if (initial)
         s_set_learning(z, false);
     return EW_OK;
@@ -497,7 +590,7 @@ static int s_reserve(iforest *z, size_t n)
     size_t cap = z->cap ? z->cap : 256;
     while (cap < n)
         cap *= 2;
-    double *x = realloc(z->x, cap * z->nf * sizeof *x);
+    double *x = realloc(z->x, cap * z->d * sizeof *x);
     if (x)
         z->x = x;
     double *s = realloc(z->sums, cap * sizeof *s);
@@ -514,49 +607,22 @@ static int s_reserve(iforest *z, size_t n)
     return EW_OK;
 }
 
-static int s_process(void *self, const ew_batch *in, ew_scores *out)
+/* Scores rows [from, to) of the gathered batch with the forest in use, then
+ * keeps the finite rows that are not anomalies in the retraining reservoir. */
+static void s_score_rows(iforest *z, size_t from, size_t to, ew_scores *out)
 {
-    iforest *z = self;
-    int rc = s_finish_job(z, false);
-    if (rc != EW_OK)
-        return rc;
-    if ((rc = s_reserve(z, in->count)) != EW_OK)
-        return rc;
-    const size_t stride = in->schema->channels, nf = z->nf;
-    uint64_t nonfinite = 0;
-    for (size_t i = 0; i < in->count; i++) {
-        const double *row = in->values + i * stride;
-        double *x = z->x + i * nf;
-        bool ok = true;
-        for (size_t k = 0; k < nf; k++) {
-            x[k] = row[z->cols[k]];
-            ok = ok && isfinite(x[k]);
-        }
-        z->finite[i] = ok;
-        nonfinite += !ok;
-        /* Collect the first model's training samples. */
-        if (ok && !z->forest && !z->job && z->train) {
-            memcpy(z->train + z->train_n * nf, x, nf * sizeof *x);
-            if (++z->train_n == (size_t)z->cfg->train_samples) {
-                double *train = z->train;
-                z->train = NULL;
-                if ((rc = s_start_job(z, train, z->train_n, true)) != EW_OK)
-                    return rc;
-            }
-        }
-    }
-    z->host->counter_add(z->c_nonfinite, nonfinite);
     const ifo_forest *f = z->forest;
-    if (f) {
+    const size_t d = z->d;
+    if (f && to > from) {
         if (f->flags & IFO_FLAG_FLOAT32) {
             /* scikit-learn's trees compare float32 copies of the inputs. */
-            for (size_t i = 0; i < in->count * nf; i++)
+            for (size_t i = from * d; i < to * d; i++)
                 z->x[i] = (double)(float)z->x[i];
         }
         /* Rows with NaN walk harmlessly (NaN > t is false) and are overwritten below. */
-        ifo_path_sums(f, z->x, in->count, z->sums);
+        ifo_path_sums(f, z->x + from * d, to - from, z->sums + from);
     }
-    for (size_t i = 0; i < in->count; i++) {
+    for (size_t i = from; i < to; i++) {
         double *extra = out->extra ? out->extra + i * out->extra_channels : NULL;
         if (!f || !z->finite[i]) {
             out->score[i] = 0;
@@ -571,33 +637,94 @@ static int s_process(void *self, const ew_batch *in, ew_scores *out)
         if (extra)
             extra[0] = z->sums[i] / f->n_trees;
     }
-    if (f && z->ring) {
-        for (size_t i = 0; i < in->count; i++) {
-            if (z->finite[i] && !out->anomaly[i]) {
-                memcpy(z->ring + z->ring_pos * nf, z->x + i * nf, nf * sizeof *z->x);
-                z->ring_pos = (z->ring_pos + 1) % (size_t)z->cfg->train_samples;
-                if (z->ring_n < (size_t)z->cfg->train_samples)
-                    z->ring_n++;
-            }
-        }
-        z->since_train += in->count;
-        if (z->since_train >= (uint64_t)z->cfg->retrain_every && !z->job && z->ring_n >= 2) {
-            /* Oldest first, so the same stream always gives the same forest. */
-            double *x = malloc(z->ring_n * nf * sizeof *x);
-            if (!x) {
-                z->host->set_error(z->node, "out of memory copying the retraining reservoir");
-                return EW_ERR;
-            }
-            size_t first = z->ring_n < (size_t)z->cfg->train_samples ? 0 : z->ring_pos;
-            for (size_t k = 0; k < z->ring_n; k++) {
-                size_t from = (first + k) % (size_t)z->cfg->train_samples;
-                memcpy(x + k * nf, z->ring + from * nf, nf * sizeof *x);
-            }
-            z->since_train = 0;
-            if ((rc = s_start_job(z, x, z->ring_n, false)) != EW_OK)
-                return rc;
+    if (!f || !z->ring)
+        return;
+    const size_t cap = (size_t)z->cfg->train_samples;
+    for (size_t i = from; i < to; i++) {
+        if (z->finite[i] && (z->cfg->learn_anomalies || !out->anomaly[i])) {
+            memcpy(z->ring + z->ring_pos * d, z->x + i * d, d * sizeof *z->x);
+            z->ring_pos = (z->ring_pos + 1) % cap;
+            if (z->ring_n < cap)
+                z->ring_n++;
         }
     }
+}
+
+/* Starts a retraining from the reservoir, oldest row first, so that the same
+ * stream always gives the same forest. */
+static int s_retrain(iforest *z)
+{
+    z->since_train = 0;
+    if (z->ring_n < 2)
+        return EW_OK; /* everything was an anomaly: keep the forest */
+    const size_t d = z->d, cap = (size_t)z->cfg->train_samples;
+    double *x = malloc(z->ring_n * d * sizeof *x);
+    if (!x) {
+        z->host->set_error(z->node, "out of memory copying the retraining reservoir");
+        return EW_ERR;
+    }
+    size_t first = z->ring_n < cap ? 0 : z->ring_pos;
+    for (size_t k = 0; k < z->ring_n; k++)
+        memcpy(x + k * d, z->ring + ((first + k) % cap) * d, d * sizeof *x);
+    return s_start_job(z, x, z->ring_n, false);
+}
+
+static int s_process(void *self, const ew_batch *in, ew_scores *out)
+{
+    iforest *z = self;
+    int rc = s_finish_job(z, false);
+    if (rc != EW_OK)
+        return rc;
+    if ((rc = s_reserve(z, in->count)) != EW_OK)
+        return rc;
+    const size_t stride = in->schema->channels, nf = z->nf, d = z->d, w = z->w;
+    uint64_t nonfinite = 0;
+    /* Rows are scored in segments: a segment ends where a training starts, so
+     * that with background = false the new forest scores from the next row on,
+     * whatever the batch sizes. */
+    size_t seg = 0;
+    for (size_t i = 0; i < in->count; i++) {
+        const double *row = in->values + i * stride;
+        double *h0 = z->hist + z->hist_pos * nf, *h1 = z->hist + (z->hist_pos + w) * nf;
+        bool ok = true;
+        for (size_t k = 0; k < nf; k++) {
+            double v = row[z->cols[k]];
+            h0[k] = h1[k] = v;
+            ok = ok && isfinite(v);
+        }
+        nonfinite += !ok;
+        z->clean = ok ? z->clean + 1 : 0;
+        /* The row: the last w samples, oldest first; complete and finite or not used. */
+        double *x = z->x + i * d;
+        memcpy(x, z->hist + (z->hist_pos + 1) * nf, d * sizeof *x);
+        z->hist_pos = z->hist_pos + 1 == w ? 0 : z->hist_pos + 1;
+        z->finite[i] = z->clean >= w;
+        bool initial = false, retrain = false;
+        /* Collect the first model's training rows. */
+        if (z->finite[i] && !z->forest && !z->job && z->train) {
+            memcpy(z->train + z->train_n * d, x, d * sizeof *x);
+            initial = ++z->train_n == (size_t)z->cfg->train_samples;
+        }
+        if (z->forest && z->ring) {
+            z->since_train++;
+            retrain = z->since_train >= (uint64_t)z->cfg->retrain_every && !z->job;
+        }
+        if (!initial && !retrain)
+            continue;
+        s_score_rows(z, seg, i + 1, out);
+        seg = i + 1;
+        if (initial) {
+            double *train = z->train;
+            z->train = NULL;
+            rc = s_start_job(z, train, z->train_n, true);
+        } else {
+            rc = s_retrain(z);
+        }
+        if (rc != EW_OK)
+            return rc;
+    }
+    s_score_rows(z, seg, in->count, out);
+    z->host->counter_add(z->c_nonfinite, nonfinite);
     return EW_OK;
 }
 
@@ -607,6 +734,10 @@ static int s_flush(void *self)
     int rc = s_finish_job(z, true);
     if (rc != EW_OK)
         return rc;
+    if (z->unsaved) {
+        s_save(z);
+        z->unsaved = false;
+    }
     if (!z->forest)
         z->host->log(z->node, EW_LOG_INFO,
                      "the stream ended after %zu of the %lld training samples: no model learnt",

@@ -130,6 +130,54 @@ class IforestTest(ewtest.EdgewatchTest):
         self.assertIn("learning", metrics)
         self.assertEqual(self.stop(proc), 0)
 
+    def test_windowed_replay_in_the_batch_is_deterministic(self):
+        # background = false: the forest is grown in the batch, so two replays
+        # at full speed give the same scores, with no unscored gap after training.
+        self.csv = os.path.join(self.tmp, "in.csv")
+        write_csv(self.csv)
+        self.out = os.path.join(self.tmp, "out.jsonl")
+        config = self.write_config(self.pipeline() + textwrap.dedent("""
+            [source.rows]
+            plugin = csv
+            path = %s
+
+            [detector.forest]
+            plugin = iforest
+            input = rows
+            window = 4
+            train_samples = 500
+            retrain_every = 300
+            learn_anomalies = true
+            background = false
+
+            [sink.out]
+            plugin = jsonl
+            input = forest
+            path = %s
+            """) % (self.csv, self.out))
+        runs = []
+        for _ in range(2):
+            for f in self.state_files():
+                os.unlink(f)
+            if os.path.exists(self.out):
+                os.unlink(self.out)
+            r = self.cli("run", config, timeout=120)
+            self.assertExit(r, ewtest.EXIT_OK)
+            self.assertIn("model ready", r.stderr)
+            self.assertIn("model retrained", r.stderr)
+            runs.append(self.lines())
+        first, second = runs
+        self.assertEqual(len(first), ROWS)
+        self.assertEqual([l["score"] for l in first], [l["score"] for l in second])
+        # 3 incomplete windows, then 500 training rows; scored from the next row on.
+        self.assertTrue(all(l["score"] == 0 for l in first[:503]))
+        self.assertTrue(all(l["score"] > 0 for l in first[503:]))
+        # Each planted outlier is in 4 windows; they stand out from the rest.
+        spoilt = {i + k for i in range(199, ROWS, 200) for k in range(4)}
+        outliers = [first[i]["score"] for i in range(599, ROWS, 200)]
+        normal = sorted(l["score"] for i, l in enumerate(first) if i >= 503 and i not in spoilt)
+        self.assertGreater(min(outliers), normal[int(len(normal) * 0.99)])
+
     def lines(self):
         if not os.path.exists(self.out):
             return []

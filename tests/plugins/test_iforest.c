@@ -1,5 +1,6 @@
 /* Tests of the iforest detector plugin through the SDK harness: learning on a
- * thread, outlier separation, determinism, persistence, hostile model files. */
+ * thread or in the batch, windows (shingles), retraining, outlier separation,
+ * determinism, persistence, hostile model files. */
 #include <edgewatch/testing.h>
 
 #include "ewp_rng.h"
@@ -439,7 +440,7 @@ START_TEST(hostile_model_files_are_rejected)
         uint32_t value; /* with this u32 */
     } cases[] = {
         {"bad magic", "bad magic", 0, 0x41414141},
-        {"future version", "version", 8, 2},
+        {"future version", "version", 8, 3},
         {"unknown flag", "flags", 12, 4},
         {"huge tree count", "truncated", 20, 1000000},
         {"huge node count", "claims", 48, 0x7fffffff},
@@ -605,6 +606,233 @@ START_TEST(flush_waits_for_training_and_saves)
 }
 END_TEST
 
+/* --- window (shingling) and background = false ------------------------------ */
+
+/* Init with model = the bytes given and the options; asserts success. */
+static ew_harness *s_with_model(const char *dir, const s_buf *m, const char *window)
+{
+    char *path = s_write(dir, "model.bin", m->b, m->n);
+    ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"model", path, "window", window, NULL},
+                           NULL);
+    free(path);
+    return h;
+}
+
+/* One tree over 2 channels x window 2 (version 2 header): the root compares
+ * column `feature` with thr, left a leaf of 1 sample, right one of 3. */
+static void s_window_model(s_buf *m, uint32_t feature, double thr, uint32_t window)
+{
+    s_header(m, 0, 2 * window, 1, 4, 0.5);
+    m->b[8] = 2; /* version 2: + u32 window, u32 reserved */
+    s_u32(m, window);
+    s_u32(m, 0);
+    s_u32(m, 3);
+    s_u32(m, 0);
+    s_node(m, 1, 2, (int32_t)feature, thr, 4);
+    s_node(m, -1, -1, -2, -2, 1);
+    s_node(m, -1, -1, -2, -2, 3);
+}
+
+START_TEST(window_rows_are_the_last_samples_oldest_first)
+{
+    char *dir = s_tmpdir();
+    /* Rows (a, b): (10, 20), (11, 21), (12, 22). With window 2 the third
+     * sample's row is [a(t-1), b(t-1), a(t), b(t)] = [11, 21, 12, 22]. */
+    const double rows[] = {10, 20, 11, 21, 12, 22};
+    const double expect[] = {11, 21, 12, 22};
+    for (uint32_t k = 0; k < 4; k++) {
+        for (int side = 0; side < 2; side++) {
+            /* Just above the expected value: left (path 1); just below: right. */
+            s_buf m;
+            s_window_model(&m, k, expect[k] + (side ? -0.5 : 0.5), 2);
+            ew_harness *h = s_with_model(dir, &m, "2");
+            s_process(h, 3, rows);
+            const double *score = ew_harness_scores(h), *len = ew_harness_extra(h);
+            /* The first window - 1 samples have no complete row: score 0, no path. */
+            ck_assert(score[0] == 0 && isnan(len[0]) && ew_harness_flags(h)[0] == 0);
+            ck_assert_msg(len[2] == (side ? 1 + s_c(3) : 1.0), "column %u: path %g", k, len[2]);
+            ck_assert(score[1] > 0);
+            ck_assert_uint_eq(ew_harness_counter(h, "iforest_nonfinite_samples"), 0);
+            ew_harness_destroy(&h);
+        }
+    }
+    /* A NaN sample spoils every row it is in: w rows score 0; only it is counted. */
+    s_buf m;
+    s_window_model(&m, 0, 0.5, 2);
+    ew_harness *h = s_with_model(dir, &m, "2");
+    const double nan_rows[] = {1, 1, NAN, 1, 1, 1, 1, 1};
+    s_process(h, 4, nan_rows);
+    const double *score = ew_harness_scores(h);
+    ck_assert(score[0] == 0 && score[1] == 0 && score[2] == 0 && score[3] > 0);
+    ck_assert_uint_eq(ew_harness_counter(h, "iforest_nonfinite_samples"), 1);
+    ew_harness_destroy(&h);
+    /* A model of another window is refused, naming the window to set. */
+    char err[512];
+    s_window_model(&m, 0, 0.5, 2);
+    ck_assert(s_try_model(dir, m.b, m.n, err, sizeof err) != EW_OK);
+    ck_assert_msg(strstr(err, "window = 2"), "%s", err);
+    /* A window that does not divide the columns is not a valid model. */
+    s_window_model(&m, 0, 0.5, 2);
+    m.b[48] = 3;
+    ck_assert(s_try_model(dir, m.b, m.n, err, sizeof err) != EW_OK);
+    ck_assert_msg(strstr(err, "window 3"), "%s", err);
+    s_rmtree(dir);
+}
+END_TEST
+
+/* Rows of a sine on channel a and a slower one on b, plus noise (seeded). */
+static double *s_waves(size_t n, uint64_t seed)
+{
+    double *v = s_normal(n, 2, seed);
+    for (size_t i = 0; i < n; i++) {
+        v[i * 2] = sin((double)i * 0.3) + 0.05 * v[i * 2];
+        v[i * 2 + 1] = cos((double)i * 0.05) + 0.05 * v[i * 2 + 1];
+    }
+    return v;
+}
+
+START_TEST(window_rows_are_learnt_only_when_complete)
+{
+    char *dir = s_tmpdir();
+    ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"window", "3", "train_samples", "10",
+                                                          "sample_size", "8", "background",
+                                                          "false", NULL}, NULL);
+    double *v = s_waves(40, 3);
+    /* Rows 0 and 1 are incomplete; rows 2..10 are 9 training rows: still learning. */
+    s_process(h, 11, v);
+    ck_assert(ew_harness_learning(h));
+    ck_assert_uint_eq(ew_harness_counter(h, "iforest_trainings"), 0);
+    /* Row 11 completes the 10: trained in this batch; the next rows are scored. */
+    s_process(h, 3, v + 22);
+    ck_assert(!ew_harness_learning(h));
+    ck_assert_uint_eq(ew_harness_counter(h, "iforest_trainings"), 1);
+    const double *score = ew_harness_scores(h);
+    ck_assert(score[0] == 0 && score[1] > 0 && score[2] > 0);
+    free(v);
+    ew_harness_destroy(&h);
+    s_rmtree(dir);
+}
+END_TEST
+
+/* All scores of n rows through a detector with the options, in batches of `batch`. */
+static double *s_run_batches(const char *dir, const char *const *kv, const double *v, size_t n,
+                             size_t batch, uint64_t *trainings)
+{
+    ew_harness *h = s_make(dir, 2, s_two, kv, NULL);
+    double *out = malloc(n * sizeof *out);
+    for (size_t i = 0; i < n; i += batch) {
+        size_t m = n - i < batch ? n - i : batch;
+        s_process(h, m, v + i * 2);
+        memcpy(out + i, ew_harness_scores(h), m * sizeof *out);
+    }
+    *trainings = ew_harness_counter(h, "iforest_trainings");
+    ew_harness_destroy(&h);
+    return out;
+}
+
+START_TEST(background_false_is_deterministic_whatever_the_batches)
+{
+    char *dir1 = s_tmpdir(), *dir2 = s_tmpdir();
+    const char *const kv[] = {"window", "4", "train_samples", "200", "sample_size", "64",
+                              "trees", "30", "retrain_every", "150", "background", "false", NULL};
+    const size_t n = 1200;
+    double *v = s_waves(n, 11);
+    uint64_t t1, t2;
+    double *a = s_run_batches(dir1, kv, v, n, n, &t1);
+    double *b = s_run_batches(dir2, kv, v, n, 7, &t2);
+    /* First model after 3 + 200 rows, then a retraining every 150 rows. */
+    ck_assert_uint_eq(t1, 1 + (n - 203) / 150);
+    ck_assert_uint_eq(t1, t2);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_msg(a[i] == b[i], "row %zu: %.17g in one batch, %.17g in batches of 7", i, a[i],
+                      b[i]);
+        ck_assert(i < 203 ? a[i] == 0 : a[i] > 0);
+    }
+    free(a);
+    free(b);
+    free(v);
+    s_rmtree(dir1);
+    s_rmtree(dir2);
+}
+END_TEST
+
+START_TEST(saved_model_keeps_its_window)
+{
+    char *dir = s_tmpdir();
+    const char *const kv3[] = {"window", "3", "train_samples", "100", "sample_size", "64",
+                               "background", "false", NULL};
+    double *v = s_waves(300, 5);
+    ew_harness *h = s_make(dir, 2, s_two, kv3, NULL);
+    s_process(h, 150, v);
+    ck_assert(!ew_harness_learning(h));
+    s_process(h, 150, v + 300);
+    double *before = malloc(150 * sizeof *before);
+    memcpy(before, ew_harness_scores(h), 150 * sizeof *before);
+    ew_harness_destroy(&h);
+    /* Same window: loaded, the same scores once the window is full again. */
+    h = s_make(dir, 2, s_two, kv3, NULL);
+    ck_assert(!ew_harness_learning(h));
+    s_process(h, 150, v + 300);
+    for (size_t i = 2; i < 150; i++)
+        ck_assert(ew_harness_scores(h)[i] == before[i]);
+    ew_harness_destroy(&h);
+    /* Another window: the saved model does not fit; relearnt. */
+    h = s_make(dir, 2, s_two, (const char *[]){"window", "2", "train_samples", "100",
+                                               "sample_size", "64", NULL}, NULL);
+    ck_assert(ew_harness_learning(h));
+    ew_harness_destroy(&h);
+    free(before);
+    free(v);
+    s_rmtree(dir);
+}
+END_TEST
+
+/* Share of the last n rows' anomaly flags that are set. */
+static double s_flagged(ew_harness *h, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += ew_harness_flags(h)[i] != 0;
+    return (double)k / (double)n;
+}
+
+START_TEST(learn_anomalies_makes_a_lasting_shift_normal)
+{
+    for (int learn = 0; learn < 2; learn++) {
+        char *dir = s_tmpdir();
+        ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "200",
+                                                              "sample_size", "128",
+                                                              "retrain_every", "100",
+                                                              "background", "false",
+                                                              "threshold", "0.6",
+                                                              "learn_anomalies",
+                                                              learn ? "true" : "false", NULL},
+                               NULL);
+        double *v = s_normal(200, 2, 21);
+        s_process(h, 200, v);
+        ck_assert(!ew_harness_learning(h));
+        /* The level moves for good: far outliers at first, whatever the option. */
+        double *shifted = s_normal(1000, 2, 22);
+        for (size_t i = 0; i < 1000; i++)
+            shifted[i * 2] += 20;
+        s_process(h, 50, shifted);
+        ck_assert_double_gt(s_flagged(h, 50), 0.9);
+        s_process(h, 650, shifted + 100);
+        /* After 700 shifted rows (several retrainings): learnt as the new normal
+         * only when anomalies enter the reservoir. */
+        s_process(h, 300, shifted + 1400);
+        if (learn)
+            ck_assert_double_lt(s_flagged(h, 300), 0.2);
+        else
+            ck_assert_double_gt(s_flagged(h, 300), 0.9);
+        free(v);
+        free(shifted);
+        ew_harness_destroy(&h);
+        s_rmtree(dir);
+    }
+}
+END_TEST
+
 START_TEST(option_errors)
 {
     char *dir = s_tmpdir();
@@ -617,7 +845,9 @@ START_TEST(option_errors)
     ck_assert(rc != EW_OK && strstr(ew_harness_error(h), "retrain_every"));
     ew_harness_destroy(&h);
     const char *bad[][2] = {{"trees", "0"}, {"threshold", "1.5"}, {"contamination", "0.6"},
-                            {"sample_size", "1"}, {"bogus", "1"}, {"trees", "many"}};
+                            {"sample_size", "1"}, {"bogus", "1"}, {"trees", "many"},
+                            {"window", "0"}, {"window", "1001"}, {"background", "maybe"},
+                            {"learn_anomalies", "2"}};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         h = ew_harness_new(ew_plugin_entry(), dir);
         ew_harness_input(h, 2, s_two);
@@ -633,31 +863,6 @@ START_TEST(option_errors)
     ck_assert(ew_harness_init(h) != EW_OK);
     ew_harness_destroy(&h);
     s_rmtree(dir);
-}
-END_TEST
-
-/* The README's option table is the one `edgewatch describe --markdown` prints. */
-START_TEST(readme_documents_options_and_format)
-{
-    const char *src = getenv("EW_TEST_SOURCE_DIR");
-    ck_assert_ptr_nonnull(src);
-    char path[1024];
-    snprintf(path, sizeof path, "%s/plugins/iforest/README.md", src);
-    FILE *f = fopen(path, "r");
-    ck_assert_msg(f != NULL, "%s missing", path);
-    static char readme[65536];
-    size_t n = fread(readme, 1, sizeof readme - 1, f);
-    readme[n] = '\0';
-    fclose(f);
-    for (const ew_option *o = ew_plugin_entry()->options; o->name; o++) {
-        char row[256];
-        snprintf(row, sizeof row, "| `%s` |", o->name);
-        ck_assert_msg(strstr(readme, row), "README lacks the option %s", o->name);
-        ck_assert_msg(strstr(readme, o->description), "README lacks the description of %s",
-                      o->name);
-    }
-    ck_assert(strstr(readme, "EWIFORST"));
-    ck_assert(strstr(readme, "2^(-E[h(x)] / c(sample_size))"));
 }
 END_TEST
 
@@ -679,8 +884,12 @@ int main(void)
     tcase_add_test(tc, contamination_sets_the_quantile);
     tcase_add_test(tc, retrains_on_recent_normal_samples);
     tcase_add_test(tc, flush_waits_for_training_and_saves);
+    tcase_add_test(tc, window_rows_are_the_last_samples_oldest_first);
+    tcase_add_test(tc, window_rows_are_learnt_only_when_complete);
+    tcase_add_test(tc, background_false_is_deterministic_whatever_the_batches);
+    tcase_add_test(tc, saved_model_keeps_its_window);
+    tcase_add_test(tc, learn_anomalies_makes_a_lasting_shift_normal);
     tcase_add_test(tc, option_errors);
-    tcase_add_test(tc, readme_documents_options_and_format);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
