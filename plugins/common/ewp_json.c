@@ -109,7 +109,7 @@ const ewp_json_stream *ewp_json_stream_for(ewp_json *j, const ew_batch *in)
         s_stream_free(st);
         return NULL;
     }
-    st->bound = 64 + EWP_TIME_BUFSIZE + strlen(st->head) + 2 * EWP_NUM_BUFSIZE;
+    st->bound = 64 + EWP_TIME_BUFSIZE + strlen(st->head) + (size_t)2 * EWP_NUM_BUFSIZE;
     for (size_t c = 0; c < st->channels; c++)
         st->bound += (st->keys[c] ? strlen(st->keys[c]) : 0) + EWP_NUM_BUFSIZE + 1;
     j->streams[j->count++] = st;
@@ -138,12 +138,14 @@ size_t ewp_json_render(const ewp_json_stream *st, const ew_batch *in, size_t i, 
     s_put(out, &len, "{", 1);
     s_put(out, &len, prefix, strlen(prefix));
     s_put(out, &len, "\"ts\":\"", 6);
-    s_put(out, &len, ts, ewp_time_format(in->ts[i], ts));
+    size_t tslen = ewp_time_format(in->ts[i], ts); /* fill first: then copy */
+    s_put(out, &len, ts, tslen);
     s_put(out, &len, "\"", 1);
     s_put(out, &len, st->head, strlen(st->head));
     if (sc->score_index >= 0) {
         s_put(out, &len, ",\"score\":", 9);
-        s_put(out, &len, num, ewp_fmt_json_number(row[sc->score_index], num));
+        size_t nlen = ewp_fmt_json_number(row[sc->score_index], num);
+        s_put(out, &len, num, nlen);
     }
     if (sc->anomaly_index >= 0) {
         if (row[sc->anomaly_index] != 0 && !isnan(row[sc->anomaly_index]))
@@ -160,7 +162,8 @@ size_t ewp_json_render(const ewp_json_stream *st, const ew_batch *in, size_t i, 
             s_put(out, &len, ",", 1);
         first = false;
         s_put(out, &len, st->keys[c], strlen(st->keys[c]));
-        s_put(out, &len, num, ewp_fmt_json_number(row[c], num));
+        size_t nlen = ewp_fmt_json_number(row[c], num);
+        s_put(out, &len, num, nlen);
     }
     s_put(out, &len, "}}", 2);
     return len;
