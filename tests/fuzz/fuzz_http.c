@@ -54,9 +54,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         shutdown(fd, SHUT_WR);
         char buf[4096];
         struct pollfd p = {fd, POLLIN, 0};
-        /* Read the answer (or the close) for at most a second. */
-        while (poll(&p, 1, 1000) > 0 && recv(fd, buf, sizeof buf, 0) > 0)
-            ;
+        /* Read until the answer's headers are complete, the server closes, or 100 ms
+         * pass (an incomplete request gets no answer: the server waits for more). */
+        size_t got = 0;
+        char head[8192];
+        ssize_t n;
+        while (poll(&p, 1, 100) > 0 && (n = recv(fd, buf, sizeof buf, 0)) > 0) {
+            size_t take = (size_t)n < sizeof head - 1 - got ? (size_t)n : sizeof head - 1 - got;
+            memcpy(head + got, buf, take);
+            got += take;
+            head[got] = '\0';
+            if (memmem(head, got, "\r\n\r\n", 4))
+                break;
+        }
     }
     close(fd);
     return 0;
