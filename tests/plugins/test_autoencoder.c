@@ -5,11 +5,11 @@
 #include "../../plugins/autoencoder/ae_model.h"
 #include "ewp_rng.h"
 #include "options.h"
+#include "ptest.h"
 #include "state.h"
 
 #include <check.h>
 #include <dirent.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,39 +21,17 @@ static const char *const s_abc[] = {"a", "b", "c"};
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static int s_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-/* A fresh temporary folder; the caller removes it with s_rmtree. */
-static char *s_tmpdir(void)
-{
-    char *dir = strdup("/tmp/ew-ae-test-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    return dir;
-}
-
-static void s_rmtree(char *dir)
-{
-    nftw(dir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-}
-
 /* The state folder of the running test (each Check test runs in its own process). */
 static char *s_fixture_state;
 
 static void s_setup(void)
 {
-    s_fixture_state = s_tmpdir();
+    s_fixture_state = ptest_tmpdir("ew-ae-test");
 }
 
 static void s_teardown(void)
 {
-    s_rmtree(s_fixture_state);
+    ptest_tmpdir_free(s_fixture_state);
     s_fixture_state = NULL;
 }
 
@@ -62,14 +40,7 @@ static void s_teardown(void)
 static ew_harness *s_make(const char *state, size_t nch, const char *const *names,
                           const char *const *kv)
 {
-    ew_harness *h = ew_harness_new(ew_plugin_entry(), state ? state : s_fixture_state);
-    ck_assert_ptr_nonnull(h);
-    ck_assert_int_eq(ew_harness_input(h, nch, names), EW_OK);
-    for (size_t i = 0; kv && kv[i]; i += 2)
-        ck_assert_int_eq(ew_harness_option(h, kv[i], kv[i + 1]), EW_OK);
-    int rc = ew_harness_init(h);
-    ck_assert_msg(rc == EW_OK, "init failed (%d): %s", rc, ew_harness_error(h));
-    return h;
+    return ptest_open(state ? state : s_fixture_state, nch, names, kv, NULL);
 }
 
 static void s_process(ew_harness *h, size_t n, const double *values)
@@ -220,14 +191,14 @@ START_TEST(deterministic)
     size_t lens[3];
     const char *seeds[3] = {"5", "5", "6"};
     for (int r = 0; r < 3; r++) {
-        char *state = s_tmpdir();
+        char *state = ptest_tmpdir("ew-ae-test");
         ew_harness *h = s_make(state, 3, s_abc, (const char *[]){S_QUICK, "seed", seeds[r], NULL});
         s_process(h, 1000, train);
         s_process(h, 300, test);
         runs[r] = s_copy(ew_harness_scores(h), 300);
         ew_harness_destroy(&h);
         ck_assert_int_eq(s_read_payload(state, &models[r], &lens[r]), 0);
-        s_rmtree(state);
+        ptest_tmpdir_free(state);
     }
     ck_assert(memcmp(runs[0], runs[1], 300 * sizeof(double)) == 0);
     ck_assert(lens[0] == lens[1] && memcmp(models[0], models[1], lens[0]) == 0);
@@ -281,7 +252,7 @@ END_TEST
  * the model file says so. */
 START_TEST(early_stopping)
 {
-    char *state = s_tmpdir();
+    char *state = ptest_tmpdir("ew-ae-test");
     double *train = s_correlated(1000, 11);
     ew_harness *h = s_make(state, 3, s_abc,
                            (const char *[]){"layers", "4, 1", "train_samples", "1000", "epochs",
@@ -300,7 +271,7 @@ START_TEST(early_stopping)
                   (unsigned long long)epochs_run);
     free(data);
     free(train);
-    s_rmtree(state);
+    ptest_tmpdir_free(state);
 }
 END_TEST
 
@@ -336,7 +307,7 @@ END_TEST
 /* End of stream while training: flush waits for the model and saves it. */
 START_TEST(flush_waits_for_training)
 {
-    char *state = s_tmpdir();
+    char *state = ptest_tmpdir("ew-ae-test");
     ew_harness *h = s_make(state, 3, s_abc,
                            (const char *[]){"layers", "4, 1", "train_samples", "1000", NULL});
     double *train = s_correlated(1000, 21);
@@ -346,7 +317,7 @@ START_TEST(flush_waits_for_training)
     ck_assert_int_eq(s_count_files(state, "model.bin"), 1);
     ew_harness_destroy(&h);
     free(train);
-    s_rmtree(state);
+    ptest_tmpdir_free(state);
 }
 END_TEST
 
@@ -354,7 +325,7 @@ END_TEST
  * the first sample. */
 START_TEST(save_load_round_trip)
 {
-    char *state = s_tmpdir();
+    char *state = ptest_tmpdir("ew-ae-test");
     double *train = s_correlated(1000, 31), *test = s_correlated(200, 32);
     ew_harness *h = s_make(state, 3, s_abc, (const char *[]){S_QUICK, NULL});
     s_process(h, 1000, train);
@@ -373,7 +344,7 @@ START_TEST(save_load_round_trip)
     free(first_err);
     free(train);
     free(test);
-    s_rmtree(state);
+    ptest_tmpdir_free(state);
 }
 END_TEST
 
@@ -406,7 +377,7 @@ static void s_expect_relearn(const char *state, const char *const *names, const 
 /* A file that fails the host's checksum is moved aside by the host and relearnt. */
 START_TEST(corrupt_file_is_moved_aside_and_relearnt)
 {
-    char *state = s_tmpdir();
+    char *state = ptest_tmpdir("ew-ae-test");
     size_t len;
     free(s_trained_payload(state, &len));
     char path[4096];
@@ -421,14 +392,14 @@ START_TEST(corrupt_file_is_moved_aside_and_relearnt)
     void *data;
     ck_assert_int_eq(s_read_payload(state, &data, &len), 0); /* relearnt and saved again */
     free(data);
-    s_rmtree(state);
+    ptest_tmpdir_free(state);
 }
 END_TEST
 
 /* Payloads that pass the host's checksum but are not a usable model. */
 START_TEST(invalid_payloads_are_rejected)
 {
-    char *state = s_tmpdir();
+    char *state = ptest_tmpdir("ew-ae-test");
     size_t len;
     unsigned char *good = s_trained_payload(state, &len);
     unsigned char *bad = malloc(len);
@@ -471,14 +442,14 @@ START_TEST(invalid_payloads_are_rejected)
     }
     free(bad);
     free(good);
-    s_rmtree(state);
+    ptest_tmpdir_free(state);
 }
 END_TEST
 
 /* A model learnt for other channels or options is refused and relearnt. */
 START_TEST(foreign_model_is_relearnt)
 {
-    char *state = s_tmpdir();
+    char *state = ptest_tmpdir("ew-ae-test");
     size_t len;
     free(s_trained_payload(state, &len));
     const char *const abd[] = {"a", "b", "d"};
@@ -494,7 +465,7 @@ START_TEST(foreign_model_is_relearnt)
     ck_assert(ew_harness_learning(h));
     ck_assert_uint_ge(ew_harness_logged(h, EW_LOG_WARN), 1);
     ew_harness_destroy(&h);
-    s_rmtree(state);
+    ptest_tmpdir_free(state);
 }
 END_TEST
 
@@ -652,7 +623,7 @@ static int s_bench(size_t train_n, size_t score_n)
     free(v);
     free(ts);
     ew_harness_destroy(&h);
-    s_rmtree(state);
+    ptest_tmpdir_free(state);
     return 0;
 }
 
@@ -682,9 +653,5 @@ int main(int argc, char **argv)
     tcase_add_test(tc, block_matches_single);
     tcase_add_test(tc, option_errors);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ptest_run(s);
 }

@@ -2,11 +2,9 @@
 #include <edgewatch/testing.h>
 
 #include "options.h"
+#include "ptest.h"
 
 #include <check.h>
-#include <ftw.h>
-#include <sys/stat.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,41 +16,22 @@
 static char s_dir[256];
 static char s_path[512];
 
-#define SUITE_TAG "csv"
-
-/* The suite's temporary folder, made and removed by the parent process (an
- * unchecked fixture), so it goes away even when a forked test fails midway. */
-static char s_base[192];
-
-static int s_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static void s_base_setup(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(s_base, sizeof s_base, "%s/ew-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", SUITE_TAG);
-    ck_assert_ptr_nonnull(mkdtemp(s_base));
-}
-
-static void s_base_teardown(void)
-{
-    nftw(s_base, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    ptest_suite_dir_make("csv");
 }
 
 /* Each test has its own folder inside the suite's. */
 static void s_setup(void)
 {
-    snprintf(s_dir, sizeof s_dir, "%s/t-XXXXXX", s_base);
+    snprintf(s_dir, sizeof s_dir, "%s/t-XXXXXX", ptest_suite_dir());
     ck_assert_ptr_nonnull(mkdtemp(s_dir));
     snprintf(s_path, sizeof s_path, "%s/data.csv", s_dir);
 }
 
 static void s_teardown(void)
 {
-    nftw(s_dir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    ptest_rmtree(s_dir);
 }
 
 static void s_write(const char *text)
@@ -70,10 +49,9 @@ static ew_harness *s_open(const char *const *kv, int *rc)
     ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
     ck_assert_ptr_nonnull(h);
     bool has_path = false;
-    for (size_t i = 0; kv && kv[i]; i += 2) {
-        ck_assert_int_eq(ew_harness_option(h, kv[i], kv[i + 1]), EW_OK);
+    ptest_options(h, kv);
+    for (size_t i = 0; kv && kv[i]; i += 2)
         has_path |= strcmp(kv[i], "path") == 0;
-    }
     if (!has_path)
         ew_harness_option(h, "path", s_path);
     *rc = ew_harness_init(h);
@@ -84,7 +62,7 @@ static ew_harness *s_make(const char *const *kv)
 {
     int rc;
     ew_harness *h = s_open(kv, &rc);
-    ck_assert_msg(rc == EW_OK, "init failed (%d): %s", rc, ew_harness_error(h));
+    PTEST_ASSERT_INIT(h, rc);
     return h;
 }
 
@@ -103,26 +81,8 @@ static const char *s_capture_stderr(void)
 {
     static char path[600];
     snprintf(path, sizeof path, "%s/stderr.txt", s_dir);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ck_assert_int_ge(fd, 0);
-    fflush(stderr);
-    dup2(fd, 2);
-    close(fd);
+    ptest_stderr_to(path);
     return path;
-}
-
-static char *s_slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    char *text = NULL;
-    size_t cap = 0;
-    if (getdelim(&text, &cap, '\0', f) < 0) {
-        free(text);
-        text = strdup("");
-    }
-    fclose(f);
-    return text;
 }
 
 START_TEST(descriptor)
@@ -274,7 +234,7 @@ START_TEST(bad_rows_are_reported_counted_and_skipped)
     ck_assert_uint_eq(ew_harness_logged(h, EW_LOG_WARN), 5);
     ew_harness_destroy(&h);
     fflush(stderr);
-    char *text = s_slurp(log);
+    char *text = ptest_slurp(log);
     char want[700];
     const int lines[] = {3, 4, 5, 8, 9};
     for (int i = 0; i < 5; i++) {
@@ -504,7 +464,7 @@ int main(void)
 {
     Suite *s = suite_create("plugin-csv");
     TCase *tc = tcase_create("csv");
-    tcase_add_unchecked_fixture(tc, s_base_setup, s_base_teardown);
+    tcase_add_unchecked_fixture(tc, s_base_setup, ptest_suite_dir_remove);
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_add_test(tc, descriptor);
     tcase_add_test(tc, rows_become_samples_with_exact_values);
@@ -529,9 +489,5 @@ int main(void)
     tcase_add_test(tc, rate_paces_rows);
     tcase_add_test(tc, option_errors);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ptest_run(s);
 }

@@ -5,6 +5,7 @@
 
 #include "ewp_rng.h"
 #include "options.h"
+#include "ptest.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -19,20 +20,10 @@
 static const char *const s_two[] = {"a", "b"};
 static const char *const s_three[] = {"a", "b", "c"};
 
-/* A fresh temporary folder (removed by s_rmtree). */
-static char *s_tmpdir(void)
-{
-    char *dir = strdup("/tmp/ew-iforest-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    return dir;
-}
-
+/* Removes a folder of ptest_tmpdir, asserting it all went. */
 static void s_rmtree(char *dir)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-    free(dir);
+    ck_assert_int_eq(ptest_tmpdir_free(dir), 0);
 }
 
 /* A harness over nch channels with options (NULL-terminated pairs); returns the
@@ -40,17 +31,7 @@ static void s_rmtree(char *dir)
 static ew_harness *s_make(const char *state_dir, size_t nch, const char *const *names,
                           const char *const *kv, int *rc)
 {
-    ew_harness *h = ew_harness_new(ew_plugin_entry(), state_dir);
-    ck_assert_ptr_nonnull(h);
-    ck_assert_int_eq(ew_harness_input(h, nch, names), EW_OK);
-    for (size_t i = 0; kv && kv[i]; i += 2)
-        ck_assert_int_eq(ew_harness_option(h, kv[i], kv[i + 1]), EW_OK);
-    int r = ew_harness_init(h);
-    if (rc)
-        *rc = r;
-    else
-        ck_assert_msg(r == EW_OK, "init failed (%d): %s", r, ew_harness_error(h));
-    return h;
+    return ptest_open(state_dir, nch, names, kv, rc);
 }
 
 /* n rows of 2 standard normal values (seeded). */
@@ -125,7 +106,7 @@ START_TEST(descriptor_and_schema)
     ck_assert_str_eq(p->name, "iforest");
     char err[256];
     ck_assert_msg(options_check_table(p->options, p->config_size, err, sizeof err) == 0, "%s", err);
-    char *dir = s_tmpdir();
+    char *dir = ptest_tmpdir("ew-iforest");
     ew_harness *h = s_make(dir, 2, s_two, NULL, NULL);
     const ew_schema *out = ew_harness_output(h);
     ck_assert_uint_eq(out->channels, 5);
@@ -139,7 +120,7 @@ END_TEST
 
 START_TEST(learning_state_then_ready)
 {
-    char *dir = s_tmpdir();
+    char *dir = ptest_tmpdir("ew-iforest");
     ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "500", NULL}, NULL);
     ck_assert(ew_harness_learning(h));
     double *train = s_normal(500, 2, 7);
@@ -162,7 +143,7 @@ END_TEST
 
 START_TEST(separates_outliers)
 {
-    char *dir = s_tmpdir();
+    char *dir = ptest_tmpdir("ew-iforest");
     ew_harness *h = s_trained(dir, "1");
     size_t n;
     double *rows = s_test_rows(&n);
@@ -199,7 +180,8 @@ END_TEST
 
 START_TEST(deterministic_per_seed)
 {
-    char *d1 = s_tmpdir(), *d2 = s_tmpdir(), *d3 = s_tmpdir();
+    char *d1 = ptest_tmpdir("ew-iforest"), *d2 = ptest_tmpdir("ew-iforest"),
+         *d3 = ptest_tmpdir("ew-iforest");
     ew_harness *a = s_trained(d1, "5"), *b = s_trained(d2, "5"), *c = s_trained(d3, "6");
     size_t n;
     double *rows = s_test_rows(&n);
@@ -221,7 +203,7 @@ END_TEST
 
 START_TEST(persistence_round_trip)
 {
-    char *dir = s_tmpdir();
+    char *dir = ptest_tmpdir("ew-iforest");
     ew_harness *h = s_trained(dir, "3");
     size_t n;
     double *rows = s_test_rows(&n);
@@ -256,7 +238,7 @@ static int s_count_files(const char *dir, const char *part)
 
 START_TEST(corrupt_state_is_moved_aside_and_relearnt)
 {
-    char *dir = s_tmpdir();
+    char *dir = ptest_tmpdir("ew-iforest");
     ew_harness *h = s_trained(dir, "1");
     ew_harness_destroy(&h);
     char path[600], folder[512];
@@ -285,7 +267,7 @@ END_TEST
 
 START_TEST(saved_model_of_other_channels_is_relearnt)
 {
-    char *dir = s_tmpdir();
+    char *dir = ptest_tmpdir("ew-iforest");
     ew_harness *h = s_trained(dir, "1");
     ew_harness_destroy(&h);
     h = s_make(dir, 3, s_three, (const char *[]){"train_samples", "500", NULL}, NULL);
@@ -392,7 +374,7 @@ static double s_c(double n)
 
 START_TEST(hand_made_model_scores_exactly)
 {
-    char *dir = s_tmpdir();
+    char *dir = ptest_tmpdir("ew-iforest");
     s_buf m;
     s_small_model(&m);
     char *path = s_write(dir, "model.bin", m.b, m.n);
@@ -422,7 +404,7 @@ END_TEST
 
 START_TEST(hostile_model_files_are_rejected)
 {
-    char *dir = s_tmpdir();
+    char *dir = ptest_tmpdir("ew-iforest");
     char err[512];
     s_buf good;
     s_small_model(&good);
@@ -502,7 +484,7 @@ END_TEST
 
 START_TEST(nan_rows_are_scored_zero_and_not_learnt)
 {
-    char *dir = s_tmpdir();
+    char *dir = ptest_tmpdir("ew-iforest");
     ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "100", "sample_size",
                                                           "64", NULL}, NULL);
     double *v = s_normal(200, 2, 1);
@@ -527,7 +509,7 @@ END_TEST
 
 START_TEST(contamination_sets_the_quantile)
 {
-    char *dir = s_tmpdir();
+    char *dir = ptest_tmpdir("ew-iforest");
     ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "1000",
                                                           "contamination", "0.1", NULL}, NULL);
     double *train = s_normal(1000, 2, 11);
@@ -555,7 +537,7 @@ END_TEST
 
 START_TEST(retrains_on_recent_normal_samples)
 {
-    char *dir = s_tmpdir();
+    char *dir = ptest_tmpdir("ew-iforest");
     ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "300", "trees", "20",
                                                           "retrain_every", "500", NULL}, NULL);
     double *v = s_normal(300, 2, 5);
@@ -583,7 +565,7 @@ END_TEST
 
 START_TEST(flush_waits_for_training_and_saves)
 {
-    char *dir = s_tmpdir();
+    char *dir = ptest_tmpdir("ew-iforest");
     ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "500", NULL}, NULL);
     double *v = s_normal(500, 2, 5);
     s_process(h, 500, v);
@@ -635,7 +617,7 @@ static void s_window_model(s_buf *m, uint32_t feature, double thr, uint32_t wind
 
 START_TEST(window_rows_are_the_last_samples_oldest_first)
 {
-    char *dir = s_tmpdir();
+    char *dir = ptest_tmpdir("ew-iforest");
     /* Rows (a, b): (10, 20), (11, 21), (12, 22). With window 2 the third
      * sample's row is [a(t-1), b(t-1), a(t), b(t)] = [11, 21, 12, 22]. */
     const double rows[] = {10, 20, 11, 21, 12, 22};
@@ -693,7 +675,7 @@ static double *s_waves(size_t n, uint64_t seed)
 
 START_TEST(window_rows_are_learnt_only_when_complete)
 {
-    char *dir = s_tmpdir();
+    char *dir = ptest_tmpdir("ew-iforest");
     ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"window", "3", "train_samples", "10",
                                                           "sample_size", "8", "background",
                                                           "false", NULL}, NULL);
@@ -732,7 +714,7 @@ static double *s_run_batches(const char *dir, const char *const *kv, const doubl
 
 START_TEST(background_false_is_deterministic_whatever_the_batches)
 {
-    char *dir1 = s_tmpdir(), *dir2 = s_tmpdir();
+    char *dir1 = ptest_tmpdir("ew-iforest"), *dir2 = ptest_tmpdir("ew-iforest");
     const char *const kv[] = {"window", "4", "train_samples", "200", "sample_size", "64",
                               "trees", "30", "retrain_every", "150", "background", "false", NULL};
     const size_t n = 1200;
@@ -758,7 +740,7 @@ END_TEST
 
 START_TEST(saved_model_keeps_its_window)
 {
-    char *dir = s_tmpdir();
+    char *dir = ptest_tmpdir("ew-iforest");
     const char *const kv3[] = {"window", "3", "train_samples", "100", "sample_size", "64",
                                "background", "false", NULL};
     double *v = s_waves(300, 5);
@@ -799,7 +781,7 @@ static double s_flagged(ew_harness *h, size_t n)
 START_TEST(learn_anomalies_makes_a_lasting_shift_normal)
 {
     for (int learn = 0; learn < 2; learn++) {
-        char *dir = s_tmpdir();
+        char *dir = ptest_tmpdir("ew-iforest");
         ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "200",
                                                               "sample_size", "128",
                                                               "retrain_every", "100",
@@ -835,7 +817,7 @@ END_TEST
 
 START_TEST(option_errors)
 {
-    char *dir = s_tmpdir();
+    char *dir = ptest_tmpdir("ew-iforest");
     int rc;
     ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"sample_size", "300", "train_samples",
                                                           "200", NULL}, &rc);
@@ -891,9 +873,5 @@ int main(void)
     tcase_add_test(tc, learn_anomalies_makes_a_lasting_shift_normal);
     tcase_add_test(tc, option_errors);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ptest_run(s);
 }

@@ -2,9 +2,9 @@
 #include <edgewatch/testing.h>
 
 #include "options.h"
+#include "ptest.h"
 
 #include <check.h>
-#include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -32,33 +32,14 @@ static void s_redirect_stdout(int fd)
     close(fd);
 }
 
-#define SUITE_TAG "jsonl"
-
-/* The suite's temporary folder, made and removed by the parent process (an
- * unchecked fixture), so it goes away even when a forked test fails midway. */
-static char s_base[192];
-
-static int s_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static void s_base_setup(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(s_base, sizeof s_base, "%s/ew-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", SUITE_TAG);
-    ck_assert_ptr_nonnull(mkdtemp(s_base));
-}
-
-static void s_base_teardown(void)
-{
-    nftw(s_base, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    ptest_suite_dir_make("jsonl");
 }
 
 static void s_setup(void)
 {
-    snprintf(s_dir, sizeof s_dir, "%s/t-XXXXXX", s_base);
+    snprintf(s_dir, sizeof s_dir, "%s/t-XXXXXX", ptest_suite_dir());
     ck_assert_ptr_nonnull(mkdtemp(s_dir));
     snprintf(s_path, sizeof s_path, "%s/out.jsonl", s_dir);
 }
@@ -71,40 +52,17 @@ static void s_teardown(void)
         close(s_saved_stdout);
         s_saved_stdout = -1;
     }
-    nftw(s_dir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    ptest_rmtree(s_dir);
 }
 
 static ew_harness *s_open(size_t nch, const char *const *names, const char *const *kv, int *rc)
 {
-    ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
-    ck_assert_ptr_nonnull(h);
-    ck_assert_int_eq(ew_harness_input(h, nch, names), EW_OK);
-    for (size_t i = 0; kv && kv[i]; i += 2)
-        ck_assert_int_eq(ew_harness_option(h, kv[i], kv[i + 1]), EW_OK);
-    *rc = ew_harness_init(h);
-    return h;
+    return ptest_open(NULL, nch, names, kv, rc);
 }
 
 static ew_harness *s_make(size_t nch, const char *const *names, const char *const *kv)
 {
-    int rc;
-    ew_harness *h = s_open(nch, names, kv, &rc);
-    ck_assert_msg(rc == EW_OK, "init failed (%d): %s", rc, ew_harness_error(h));
-    return h;
-}
-
-static char *s_slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    char *text = NULL;
-    size_t cap = 0;
-    if (getdelim(&text, &cap, '\0', f) < 0) {
-        free(text);
-        text = strdup("");
-    }
-    fclose(f);
-    return text;
+    return ptest_open(NULL, nch, names, kv, NULL);
 }
 
 /* Splits `text` into lines and parses each; returns the count. */
@@ -165,7 +123,7 @@ START_TEST(lines_parse_back_exactly)
     ck_assert_uint_eq(ew_harness_counter(h, "jsonl_lines"), 3);
     ew_harness_destroy(&h);
 
-    char *text = s_slurp(s_path);
+    char *text = ptest_slurp(s_path);
     /* json-c reads -0 as the integer 0, so check its sign in the text. */
     ck_assert_msg(strstr(text, "\"z\":-0}"), "%s", text);
     json_object *lines[8];
@@ -209,7 +167,7 @@ START_TEST(numbers_are_shortest_round_trip)
     const double v[] = {0.1, 42, 0.1 + 0.2, -2.5e-7};
     ck_assert_int_eq(ew_harness_consume(h, 4, ts, v), EW_OK);
     ew_harness_destroy(&h);
-    char *text = s_slurp(s_path);
+    char *text = ptest_slurp(s_path);
     ck_assert_msg(strstr(text, "{\"x\":0.1}"), "%s", text);
     ck_assert_msg(strstr(text, "{\"x\":42}"), "%s", text);
     ck_assert_msg(strstr(text, "{\"x\":0.30000000000000004}"), "%s", text);
@@ -226,7 +184,7 @@ START_TEST(no_score_keys_without_a_score)
     const double v[] = {20.25};
     ck_assert_int_eq(ew_harness_consume(h, 1, ts, v), EW_OK);
     ew_harness_destroy(&h);
-    char *text = s_slurp(s_path);
+    char *text = ptest_slurp(s_path);
     ck_assert_str_eq(text, "{\"ts\":\"1970-01-01T00:00:00.000001Z\",\"node\":\"upstream\","
                            "\"values\":{\"temp\":20.25}}\n");
     free(text);
@@ -242,7 +200,7 @@ START_TEST(odd_channel_names_are_escaped)
     const double v[] = {1, 2, 3, 4, 5, 6, 7, 0.5};
     ck_assert_int_eq(ew_harness_consume(h, 1, ts, v), EW_OK);
     ew_harness_destroy(&h);
-    char *text = s_slurp(s_path);
+    char *text = ptest_slurp(s_path);
     ck_assert_msg(strchr(text, '\n') == text + strlen(text) - 1, "one line only: %s", text);
     json_object *lines[2];
     ck_assert_uint_eq(s_parse_lines(text, lines, 2), 1);
@@ -271,7 +229,7 @@ START_TEST(file_is_appended_with_mode_0640)
     h = s_make(1, names, (const char *[]){"path", s_path, NULL});
     ck_assert_int_eq(ew_harness_consume(h, 1, ts, two), EW_OK);
     ew_harness_destroy(&h);
-    char *text = s_slurp(s_path);
+    char *text = ptest_slurp(s_path);
     json_object *lines[4];
     ck_assert_uint_eq(s_parse_lines(text, lines, 4), 2);
     ck_assert(s_num(s_get(lines[0], "values"), "x") == 1);
@@ -308,7 +266,7 @@ START_TEST(stdout_by_default)
     ew_harness_destroy(&h);
     /* destroy closed the plugin's descriptor only: stdout still works. */
     ck_assert_int_eq(write(1, "", 0), 0);
-    char *text = s_slurp(s_path);
+    char *text = ptest_slurp(s_path);
     ck_assert_msg(strstr(text, "\"values\":{\"x\":7}}\n"), "%s", text);
     free(text);
 }
@@ -420,7 +378,7 @@ static double *s_file_xs(const char *path, size_t max, size_t *n)
     *n = 0;
     if (access(path, F_OK) != 0)
         return NULL;
-    char *text = s_slurp(path);
+    char *text = ptest_slurp(path);
     size_t len = strlen(text);
     ck_assert_msg(len <= max, "%s holds %zu bytes, more than rotate_size %zu", path, len, max);
     ck_assert_msg(len == 0 || text[len - 1] == '\n', "%s does not end with a whole line", path);
@@ -604,7 +562,7 @@ int main(void)
 {
     Suite *s = suite_create("plugin-jsonl");
     TCase *tc = tcase_create("jsonl");
-    tcase_add_unchecked_fixture(tc, s_base_setup, s_base_teardown);
+    tcase_add_unchecked_fixture(tc, s_base_setup, ptest_suite_dir_remove);
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_add_test(tc, descriptor);
     tcase_add_test(tc, lines_parse_back_exactly);
@@ -626,9 +584,5 @@ int main(void)
     tcase_add_test(tc, rotation_error_is_clear);
     tcase_add_test(tc, rotation_and_fsync_need_a_file);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ptest_run(s);
 }

@@ -5,6 +5,7 @@
 
 #include "../../plugins/modbus/modbus_map.h"
 #include "options.h"
+#include "ptest.h"
 
 #include <arpa/inet.h>
 #include <check.h>
@@ -366,8 +367,7 @@ static ew_harness *s_harness(const char *const *kv)
 {
     ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
     ck_assert_ptr_nonnull(h);
-    for (size_t i = 0; kv[i]; i += 2)
-        ck_assert_int_eq(ew_harness_option(h, kv[i], kv[i + 1]), EW_OK);
+    ptest_options(h, kv);
     return h;
 }
 
@@ -615,9 +615,5 @@ int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[1], "--bench") == 0)
         return s_bench(argv[2], argv[3], atol(argv[4]) > 0 ? atol(argv[4]) : 1000);
-    SRunner *sr = srunner_create(s_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ptest_run(s_suite());
 }

@@ -4,10 +4,11 @@
  * The real-broker cases are in tests/integration/test_mqtt.py. */
 #include <edgewatch/testing.h>
 
+#include "ptest.h"
+
 #include <check.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,24 +17,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char s_base[192];
-
-static int s_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
+/* Each test has its own folder (a checked fixture). */
 static void s_setup(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(s_base, sizeof s_base, "%s/ew-mqtt-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(s_base));
-}
-
-static void s_teardown(void)
-{
-    nftw(s_base, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    ptest_suite_dir_make("mqtt");
 }
 
 /* A loopback port nobody listens on: the broker is "down". */
@@ -50,7 +37,7 @@ static int s_dead_port(void)
 
 static ew_harness *s_sink(const char *policy, const char *spool_max)
 {
-    ew_harness *h = ew_harness_new(ew_plugin_entry(), s_base);
+    ew_harness *h = ew_harness_new(ew_plugin_entry(), ptest_suite_dir());
     char url[64];
     snprintf(url, sizeof url, "mqtt://127.0.0.1:%d", s_dead_port());
     ew_harness_option(h, "broker", url);
@@ -80,7 +67,7 @@ static int s_consume(ew_harness *h, size_t n, int64_t t0)
 static long s_spool_bytes(void)
 {
     char dir[512];
-    snprintf(dir, sizeof dir, "%s/test/spool", s_base);
+    snprintf(dir, sizeof dir, "%s/test/spool", ptest_suite_dir());
     DIR *d = opendir(dir);
     ck_assert_ptr_nonnull(d);
     long total = 0;
@@ -109,7 +96,7 @@ START_TEST(test_bad_options_are_clear)
         {"password_env", "X", "needs a username"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        ew_harness *h = ew_harness_new(ew_plugin_entry(), s_base);
+        ew_harness *h = ew_harness_new(ew_plugin_entry(), ptest_suite_dir());
         if (strcmp(cases[i][0], "broker") != 0)
             ew_harness_option(h, "broker", "mqtt://127.0.0.1:1");
         ew_harness_option(h, cases[i][0], cases[i][1]);
@@ -133,7 +120,7 @@ START_TEST(test_spools_while_broker_down_and_keeps_ids_across_restarts)
     ew_harness_destroy(&h);
     /* A torn record at the tail (a crash mid-write) is cut away on the next start. */
     char seg[600];
-    snprintf(seg, sizeof seg, "%s/test/spool/seg-0000000000000001", s_base);
+    snprintf(seg, sizeof seg, "%s/test/spool/seg-0000000000000001", ptest_suite_dir());
     int fd = open(seg, O_WRONLY | O_APPEND);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(write(fd, "EWS1\x40\0\0\0garbage", 15), 15);
@@ -202,14 +189,10 @@ int main(void)
 {
     Suite *s = suite_create("mqtt");
     TCase *tc = tcase_create("spool");
-    tcase_add_checked_fixture(tc, s_setup, s_teardown);
+    tcase_add_checked_fixture(tc, s_setup, ptest_suite_dir_remove);
     tcase_add_test(tc, test_bad_options_are_clear);
     tcase_add_test(tc, test_spools_while_broker_down_and_keeps_ids_across_restarts);
     tcase_add_test(tc, test_spool_full_block_then_drop_oldest);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ptest_run(s);
 }

@@ -2,11 +2,9 @@
 #include <edgewatch/testing.h>
 
 #include "options.h"
+#include "ptest.h"
 
 #include <check.h>
-#include <ftw.h>
-#include <sys/stat.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,72 +14,26 @@
 
 static char s_log[256];
 
-#define SUITE_TAG "null"
-
-/* The suite's temporary folder, made and removed by the parent process (an
- * unchecked fixture), so it goes away even when a forked test fails midway. */
-static char s_base[192];
-
-static int s_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static void s_base_setup(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(s_base, sizeof s_base, "%s/ew-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", SUITE_TAG);
-    ck_assert_ptr_nonnull(mkdtemp(s_base));
-}
-
-static void s_base_teardown(void)
-{
-    nftw(s_base, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    ptest_suite_dir_make("null");
 }
 
 /* The harness's log lines (stderr) go to a file per test. */
 static void s_setup(void)
 {
-    snprintf(s_log, sizeof s_log, "%s/log-XXXXXX", s_base);
-    int fd = mkstemp(s_log);
-    ck_assert_int_ge(fd, 0);
-    fflush(stderr);
-    dup2(fd, 2);
-    close(fd);
+    ptest_capture_stderr(s_log, sizeof s_log);
 }
 
 static void s_teardown(void)
 {
-    unlink(s_log);
-}
-
-static char *s_slurp(const char *path)
-{
-    fflush(stderr);
-    FILE *f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    char *text = NULL;
-    size_t cap = 0;
-    if (getdelim(&text, &cap, '\0', f) < 0) {
-        free(text);
-        text = strdup("");
-    }
-    fclose(f);
-    return text;
+    ptest_release_stderr(s_log);
 }
 
 static ew_harness *s_make(const char *const *kv)
 {
-    ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
-    ck_assert_ptr_nonnull(h);
     const char *const names[] = {"a", "b"};
-    ck_assert_int_eq(ew_harness_input(h, 2, names), EW_OK);
-    for (size_t i = 0; kv && kv[i]; i += 2)
-        ck_assert_int_eq(ew_harness_option(h, kv[i], kv[i + 1]), EW_OK);
-    int rc = ew_harness_init(h);
-    ck_assert_msg(rc == EW_OK, "init failed (%d): %s", rc, ew_harness_error(h));
-    return h;
+    return ptest_open(NULL, 2, names, kv, NULL);
 }
 
 static int64_t s_now(void)
@@ -142,7 +94,7 @@ START_TEST(report_gives_rate_and_latency_percentiles)
     ck_assert_int_eq(ew_harness_flush(h), EW_OK);
     ck_assert_uint_eq(ew_harness_counter(h, "null_samples"), N);
     ew_harness_destroy(&h);
-    char *text = s_slurp(s_log);
+    char *text = ptest_slurp(s_log);
     unsigned long long n;
     double p50, p99, max;
     s_read_report(text, &n, &p50, &p99, &max);
@@ -166,7 +118,7 @@ START_TEST(report_flags_future_timestamps)
     ck_assert_int_eq(ew_harness_consume(h, 2, ts, v), EW_OK);
     ck_assert_int_eq(ew_harness_flush(h), EW_OK);
     ew_harness_destroy(&h);
-    char *text = s_slurp(s_log);
+    char *text = ptest_slurp(s_log);
     ck_assert_msg(strstr(text, "future"), "%s", text);
     free(text);
 }
@@ -178,7 +130,7 @@ START_TEST(report_without_samples)
     ck_assert_int_eq(ew_harness_flush(h), EW_OK);
     ck_assert_uint_eq(ew_harness_logged(h, EW_LOG_INFO), 1);
     ew_harness_destroy(&h);
-    char *text = s_slurp(s_log);
+    char *text = ptest_slurp(s_log);
     ck_assert_msg(strstr(text, "received 0 samples"), "%s", text);
     free(text);
 }
@@ -200,7 +152,7 @@ int main(void)
 {
     Suite *s = suite_create("plugin-null");
     TCase *tc = tcase_create("null");
-    tcase_add_unchecked_fixture(tc, s_base_setup, s_base_teardown);
+    tcase_add_unchecked_fixture(tc, s_base_setup, ptest_suite_dir_remove);
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_add_test(tc, descriptor);
     tcase_add_test(tc, counts_and_discards);
@@ -209,9 +161,5 @@ int main(void)
     tcase_add_test(tc, report_without_samples);
     tcase_add_test(tc, option_errors);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ptest_run(s);
 }

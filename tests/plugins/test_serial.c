@@ -4,6 +4,7 @@
 
 #include "ewp_lines.h"
 #include "options.h"
+#include "ptest.h"
 
 #include <check.h>
 #include <fcntl.h>
@@ -74,8 +75,7 @@ static ew_harness *s_open(const char *const *kv, int *rc)
     ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
     ck_assert_ptr_nonnull(h);
     ck_assert_int_eq(ew_harness_option(h, "device", s_link), EW_OK);
-    for (size_t i = 0; kv && kv[i]; i += 2)
-        ck_assert_int_eq(ew_harness_option(h, kv[i], kv[i + 1]), EW_OK);
+    ptest_options(h, kv);
     *rc = ew_harness_init(h);
     return h;
 }
@@ -84,35 +84,15 @@ static ew_harness *s_make(const char *const *kv)
 {
     int rc;
     ew_harness *h = s_open(kv, &rc);
-    ck_assert_msg(rc == EW_OK, "init failed (%d): %s", rc, ew_harness_error(h));
+    PTEST_ASSERT_INIT(h, rc);
     return h;
-}
-
-static void s_nap(void)
-{
-    struct timespec ts = {0, 2000000};
-    nanosleep(&ts, NULL);
 }
 
 /* Produces until `lines` lines were read (good or bad): pty bytes reach the
  * slave asynchronously. Fails after 10 s. */
 static void s_read_lines(ew_harness *h, uint64_t lines)
 {
-    for (int i = 0; i < 5000; i++) {
-        int64_t wake = 0;
-        int rc = ew_harness_produce(h, &wake);
-        ck_assert_msg(rc == EW_OK, "produce: %d %s", rc, ew_harness_error(h));
-        if (ew_harness_counter(h, "serial_lines") >= lines)
-            return;
-        s_nap();
-    }
-    ck_abort_msg("only %llu of %llu lines arrived",
-                 (unsigned long long)ew_harness_counter(h, "serial_lines"), (unsigned long long)lines);
-}
-
-static const double *s_row(ew_harness *h, size_t i)
-{
-    return ew_harness_emitted_values(h) + i * ew_harness_output(h)->channels;
+    ptest_produce_until(h, "serial_lines", lines, "lines");
 }
 
 START_TEST(csv_lines_with_timestamps)
@@ -135,9 +115,9 @@ START_TEST(csv_lines_with_timestamps)
     ck_assert_int_eq(ts[0], 1795710903250000000LL);
     ck_assert_int_eq(ts[1], 1700000000500000000LL);
     ck_assert_int_eq(ts[2], 1700000000123000000LL);
-    ck_assert(s_row(h, 0)[0] == 71.5 && s_row(h, 0)[1] == 2.03);
-    ck_assert(s_row(h, 1)[0] == -1000.0 && isnan(s_row(h, 1)[1]));
-    ck_assert(s_row(h, 2)[0] == 4.0 && s_row(h, 2)[1] == 5.0);
+    ck_assert(ptest_row(h, 0)[0] == 71.5 && ptest_row(h, 0)[1] == 2.03);
+    ck_assert(ptest_row(h, 1)[0] == -1000.0 && isnan(ptest_row(h, 1)[1]));
+    ck_assert(ptest_row(h, 2)[0] == 4.0 && ptest_row(h, 2)[1] == 5.0);
     ck_assert_uint_eq(ew_harness_counter(h, "serial_bad_lines"), 1); /* 4 fields */
     ew_harness_destroy(&h);
     s_pty_close(&p);
@@ -154,7 +134,7 @@ START_TEST(csv_without_timestamp_is_stamped_on_arrival)
     s_puts(&p, "1;2;3\n");
     s_read_lines(h, 1);
     ck_assert_uint_eq(ew_harness_emitted(h), 1);
-    ck_assert(s_row(h, 0)[0] == 3.0 && s_row(h, 0)[1] == 1.0);
+    ck_assert(ptest_row(h, 0)[0] == 3.0 && ptest_row(h, 0)[1] == 1.0);
     ck_assert_int_ge(ew_harness_emitted_ts(h)[0], before);
     ew_harness_destroy(&h);
     s_pty_close(&p);
@@ -177,11 +157,11 @@ START_TEST(kv_pairs_any_order_missing_is_nan)
                "a= b=7\n");        /* empty value: missing */
     s_read_lines(h, 8);
     ck_assert_uint_eq(ew_harness_emitted(h), 4);
-    ck_assert(s_row(h, 0)[0] == 1 && s_row(h, 0)[1] == 2);
-    ck_assert(s_row(h, 1)[0] == 4 && s_row(h, 1)[1] == 3);
-    ck_assert(s_row(h, 2)[0] == 5 && isnan(s_row(h, 2)[1]));
+    ck_assert(ptest_row(h, 0)[0] == 1 && ptest_row(h, 0)[1] == 2);
+    ck_assert(ptest_row(h, 1)[0] == 4 && ptest_row(h, 1)[1] == 3);
+    ck_assert(ptest_row(h, 2)[0] == 5 && isnan(ptest_row(h, 2)[1]));
     ck_assert_int_eq(ew_harness_emitted_ts(h)[2], 1700000000000000000LL);
-    ck_assert(isnan(s_row(h, 3)[0]) && s_row(h, 3)[1] == 7);
+    ck_assert(isnan(ptest_row(h, 3)[0]) && ptest_row(h, 3)[1] == 7);
     ck_assert_uint_eq(ew_harness_counter(h, "serial_bad_lines"), 4);
     ew_harness_destroy(&h);
     s_pty_close(&p);
@@ -206,9 +186,9 @@ START_TEST(json_objects)
     s_read_lines(h, 9);
     ck_assert_uint_eq(ew_harness_emitted(h), 3);
     ck_assert_int_eq(ew_harness_emitted_ts(h)[0], 1795710903000000000LL);
-    ck_assert(s_row(h, 0)[0] == 21.25 && s_row(h, 0)[1] == 1500);
-    ck_assert(isnan(s_row(h, 1)[0]) && s_row(h, 1)[1] == 12.5);
-    ck_assert(s_row(h, 2)[0] == 1 && isnan(s_row(h, 2)[1]));
+    ck_assert(ptest_row(h, 0)[0] == 21.25 && ptest_row(h, 0)[1] == 1500);
+    ck_assert(isnan(ptest_row(h, 1)[0]) && ptest_row(h, 1)[1] == 12.5);
+    ck_assert(ptest_row(h, 2)[0] == 1 && isnan(ptest_row(h, 2)[1]));
     ck_assert_uint_eq(ew_harness_counter(h, "serial_bad_lines"), 6);
     ew_harness_destroy(&h);
     s_pty_close(&p);
@@ -234,11 +214,12 @@ START_TEST(overlong_lines_are_discarded_to_the_newline)
     for (int i = 0; i < 5000 && ew_harness_emitted(h) < 5; i++) {
         int64_t wake;
         ck_assert_int_eq(ew_harness_produce(h, &wake), EW_OK);
-        s_nap();
+        ptest_nap();
     }
     ck_assert_uint_eq(ew_harness_emitted(h), 5);
-    ck_assert(s_row(h, 0)[0] == 1 && s_row(h, 1)[0] == 2 && s_row(h, 2)[0] == 1234567890123.0 &&
-              s_row(h, 3)[0] == 12345678901234.0 && s_row(h, 4)[0] == 3);
+    ck_assert(ptest_row(h, 0)[0] == 1 && ptest_row(h, 1)[0] == 2 &&
+              ptest_row(h, 2)[0] == 1234567890123.0 && ptest_row(h, 3)[0] == 12345678901234.0 &&
+              ptest_row(h, 4)[0] == 3);
     ck_assert_uint_eq(ew_harness_counter(h, "serial_overlong_lines"), 2);
     ck_assert_uint_eq(ew_harness_counter(h, "serial_bad_lines"), 2);
     ew_harness_destroy(&h);
@@ -255,7 +236,7 @@ START_TEST(binary_garbage_is_bad)
     s_send(&p, junk, sizeof junk - 1);
     s_read_lines(h, 5);
     ck_assert_uint_eq(ew_harness_emitted(h), 1);
-    ck_assert(s_row(h, 0)[0] == 42);
+    ck_assert(ptest_row(h, 0)[0] == 42);
     ck_assert_uint_eq(ew_harness_counter(h, "serial_bad_lines"), 4);
     ew_harness_destroy(&h);
     s_pty_close(&p);
@@ -292,7 +273,7 @@ START_TEST(device_disappears_and_comes_back)
         int64_t wake;
         rc = ew_harness_produce(h, &wake);
         if (rc == EW_OK)
-            s_nap();
+            ptest_nap();
     }
     ck_assert_int_eq(rc, EW_EAGAIN);
     ck_assert_ptr_nonnull(strstr(ew_harness_error(h), s_link));
@@ -306,7 +287,7 @@ START_TEST(device_disappears_and_comes_back)
     s_puts(&p, "a=2\n");
     s_read_lines(h, 2);
     ck_assert_uint_eq(ew_harness_emitted(h), 2);
-    ck_assert(s_row(h, 1)[0] == 2);
+    ck_assert(ptest_row(h, 1)[0] == 2);
     ck_assert_uint_eq(ew_harness_counter(h, "serial_reopens"), 1);
     ew_harness_destroy(&h);
     s_pty_close(&p);
@@ -324,7 +305,7 @@ START_TEST(missing_device_at_start_is_retried)
     ck_assert_int_eq(ew_harness_produce(h, &wake), EW_OK);
     s_puts(&p, "a=5\n");
     s_read_lines(h, 1);
-    ck_assert(s_row(h, 0)[0] == 5);
+    ck_assert(ptest_row(h, 0)[0] == 5);
     ew_harness_destroy(&h);
     s_pty_close(&p);
 }
@@ -421,9 +402,5 @@ int main(void)
     tcase_add_test(tc, option_errors);
     tcase_add_test(tc, lines_timestamp_units_and_excerpt);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ptest_run(s);
 }

@@ -2,6 +2,7 @@
 #include <edgewatch/testing.h>
 
 #include "options.h"
+#include "ptest.h"
 
 #include <check.h>
 #include <math.h>
@@ -14,13 +15,7 @@
 /* A harness with the given options (NULL-terminated key, value pairs), initialised. */
 static ew_harness *s_make(const char *const *kv)
 {
-    ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
-    ck_assert_ptr_nonnull(h);
-    for (size_t i = 0; kv && kv[i]; i += 2)
-        ck_assert_int_eq(ew_harness_option(h, kv[i], kv[i + 1]), EW_OK);
-    int rc = ew_harness_init(h);
-    ck_assert_msg(rc == EW_OK, "init failed (%d): %s", rc, ew_harness_error(h));
-    return h;
+    return ptest_open(NULL, 0, NULL, kv, NULL);
 }
 
 /* Init must fail; returns the error text (owned by the caller). */
@@ -469,9 +464,5 @@ int main(int argc, char **argv)
     tcase_add_test(tc, option_errors);
     tcase_add_test(tc, stop_is_honoured);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ptest_run(s);
 }

@@ -3,6 +3,7 @@
 #include <edgewatch/testing.h>
 
 #include "options.h"
+#include "ptest.h"
 
 #include <check.h>
 #include <json-c/json.h>
@@ -31,21 +32,12 @@ static void s_teardown(void)
 
 static ew_harness *s_open(size_t nch, const char *const *names, const char *const *kv, int *rc)
 {
-    ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
-    ck_assert_ptr_nonnull(h);
-    ck_assert_int_eq(ew_harness_input(h, nch, names), EW_OK);
-    for (size_t i = 0; kv && kv[i]; i += 2)
-        ck_assert_int_eq(ew_harness_option(h, kv[i], kv[i + 1]), EW_OK);
-    *rc = ew_harness_init(h);
-    return h;
+    return ptest_open(NULL, nch, names, kv, rc);
 }
 
 static ew_harness *s_make(size_t nch, const char *const *names, const char *const *kv)
 {
-    int rc;
-    ew_harness *h = s_open(nch, names, kv, &rc);
-    ck_assert_msg(rc == EW_OK, "init failed (%d): %s", rc, ew_harness_error(h));
-    return h;
+    return ptest_open(NULL, nch, names, kv, NULL);
 }
 
 static void *s_peer(int type, bool bind, int hwm)
@@ -322,9 +314,5 @@ int main(void)
     tcase_add_test(tc, csv_payload);
     tcase_add_test(tc, config_errors);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ptest_run(s);
 }

@@ -3,13 +3,13 @@
 #include <edgewatch/testing.h>
 
 #include "options.h"
+#include "ptest.h"
 
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -51,10 +51,9 @@ static ew_harness *s_open(const char *const *kv, int *rc)
     ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
     ck_assert_ptr_nonnull(h);
     bool has_ep = false;
-    for (size_t i = 0; kv && kv[i]; i += 2) {
-        ck_assert_int_eq(ew_harness_option(h, kv[i], kv[i + 1]), EW_OK);
+    ptest_options(h, kv);
+    for (size_t i = 0; kv && kv[i]; i += 2)
         has_ep |= strcmp(kv[i], "endpoint") == 0;
-    }
     if (!has_ep)
         ew_harness_option(h, "endpoint", s_ep);
     *rc = ew_harness_init(h);
@@ -65,34 +64,14 @@ static ew_harness *s_make(const char *const *kv)
 {
     int rc;
     ew_harness *h = s_open(kv, &rc);
-    ck_assert_msg(rc == EW_OK, "init failed (%d): %s", rc, ew_harness_error(h));
+    PTEST_ASSERT_INIT(h, rc);
     return h;
-}
-
-static void s_nap(void)
-{
-    struct timespec ts = {0, 2000000};
-    nanosleep(&ts, NULL);
 }
 
 /* Produces until `n` messages were received (good or bad); fails after 10 s. */
 static void s_receive(ew_harness *h, uint64_t n)
 {
-    for (int i = 0; i < 5000; i++) {
-        int64_t wake = 0;
-        int rc = ew_harness_produce(h, &wake);
-        ck_assert_msg(rc == EW_OK, "produce: %d %s", rc, ew_harness_error(h));
-        if (ew_harness_counter(h, "zmq_messages") >= n)
-            return;
-        s_nap();
-    }
-    ck_abort_msg("only %llu of %llu messages arrived",
-                 (unsigned long long)ew_harness_counter(h, "zmq_messages"), (unsigned long long)n);
-}
-
-static const double *s_row(ew_harness *h, size_t i)
-{
-    return ew_harness_emitted_values(h) + i * ew_harness_output(h)->channels;
+    ptest_produce_until(h, "zmq_messages", n, "messages");
 }
 
 START_TEST(pull_json_with_timestamps)
@@ -109,9 +88,9 @@ START_TEST(pull_json_with_timestamps)
     ck_assert_int_eq(ts[0], 1700000000123000000LL);
     ck_assert_int_eq(ts[1], 1795710903500000000LL);
     ck_assert_int_gt(ts[2], 1700000000000000000LL); /* arrival time */
-    ck_assert(s_row(h, 0)[0] == 21.5 && s_row(h, 0)[1] == 1500);
-    ck_assert(isnan(s_row(h, 1)[0]) && s_row(h, 1)[1] == 7);
-    ck_assert(s_row(h, 2)[0] == -0.125 && isnan(s_row(h, 2)[1]));
+    ck_assert(ptest_row(h, 0)[0] == 21.5 && ptest_row(h, 0)[1] == 1500);
+    ck_assert(isnan(ptest_row(h, 1)[0]) && ptest_row(h, 1)[1] == 7);
+    ck_assert(ptest_row(h, 2)[0] == -0.125 && isnan(ptest_row(h, 2)[1]));
     ck_assert_uint_eq(ew_harness_counter(h, "zmq_bad_messages"), 0);
     zmq_close(push);
     ew_harness_destroy(&h);
@@ -141,7 +120,7 @@ START_TEST(malformed_messages_are_counted_and_skipped)
     s_receive(h, 9);
     ck_assert_uint_eq(ew_harness_counter(h, "zmq_bad_messages"), 8);
     ck_assert_uint_eq(ew_harness_emitted(h), 1);
-    ck_assert(s_row(h, 0)[0] == 2);
+    ck_assert(ptest_row(h, 0)[0] == 2);
     zmq_close(push);
     ew_harness_destroy(&h);
 }
@@ -158,8 +137,8 @@ START_TEST(csv_payloads)
     s_send(push, NULL, "a,b");
     s_receive(h, 4);
     ck_assert_uint_eq(ew_harness_emitted(h), 2);
-    ck_assert(s_row(h, 0)[0] == 1.5 && s_row(h, 0)[1] == 2.5);
-    ck_assert(s_row(h, 1)[0] == 3 && isnan(s_row(h, 1)[1]));
+    ck_assert(ptest_row(h, 0)[0] == 1.5 && ptest_row(h, 0)[1] == 2.5);
+    ck_assert(ptest_row(h, 1)[0] == 3 && isnan(ptest_row(h, 1)[1]));
     ck_assert_uint_eq(ew_harness_counter(h, "zmq_bad_messages"), 2);
     zmq_close(push);
     ew_harness_destroy(&h);
@@ -174,7 +153,7 @@ START_TEST(csv_with_a_timestamp_column)
     s_send(push, NULL, "1700000000,4");
     s_receive(h, 1);
     ck_assert_int_eq(ew_harness_emitted_ts(h)[0], 1700000000000000000LL);
-    ck_assert(s_row(h, 0)[0] == 4);
+    ck_assert(ptest_row(h, 0)[0] == 4);
     zmq_close(push);
     ew_harness_destroy(&h);
 }
@@ -214,7 +193,7 @@ START_TEST(sub_with_topic_filters_over_tcp)
     s_send(pub, "pump2x", "{\"v\": 3}");    /* a prefix match, as ZeroMQ filters */
     s_receive(h, 3);
     ck_assert_uint_eq(ew_harness_emitted(h), 3);
-    ck_assert(s_row(h, 0)[0] == 1 && s_row(h, 1)[0] == 2 && s_row(h, 2)[0] == 3);
+    ck_assert(ptest_row(h, 0)[0] == 1 && ptest_row(h, 1)[0] == 2 && ptest_row(h, 2)[0] == 3);
     ck_assert_uint_eq(ew_harness_counter(h, "zmq_bad_messages"), 0);
     zmq_close(pub);
     ew_harness_destroy(&h);
@@ -231,7 +210,7 @@ START_TEST(connect_before_the_peer_exists)
     void *push = s_peer(ZMQ_PUSH, s_ep, true);
     s_send(push, NULL, "{\"a\": 9}");
     s_receive(h, 1);
-    ck_assert(s_row(h, 0)[0] == 9);
+    ck_assert(ptest_row(h, 0)[0] == 9);
     zmq_close(push);
     ew_harness_destroy(&h);
 }
@@ -291,9 +270,5 @@ int main(void)
     tcase_add_test(tc, address_in_use_is_transient);
     tcase_add_test(tc, option_errors);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ptest_run(s);
 }

@@ -2,6 +2,7 @@
 #include <edgewatch/testing.h>
 
 #include "options.h"
+#include "ptest.h"
 
 #include <check.h>
 #include <math.h>
@@ -13,14 +14,7 @@
 /* A detector over `names` with options (NULL-terminated pairs), initialised. */
 static ew_harness *s_make(size_t nch, const char *const *names, const char *const *kv)
 {
-    ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
-    ck_assert_ptr_nonnull(h);
-    ck_assert_int_eq(ew_harness_input(h, nch, names), EW_OK);
-    for (size_t i = 0; kv && kv[i]; i += 2)
-        ck_assert_int_eq(ew_harness_option(h, kv[i], kv[i + 1]), EW_OK);
-    int rc = ew_harness_init(h);
-    ck_assert_msg(rc == EW_OK, "init failed (%d): %s", rc, ew_harness_error(h));
-    return h;
+    return ptest_open(NULL, nch, names, kv, NULL);
 }
 
 /* Scores `n` rows of `values` (timestamps don't matter to zscore). */
@@ -465,9 +459,5 @@ int main(void)
     tcase_add_test(tc, chained_after_a_detector);
     tcase_add_test(tc, option_errors);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ptest_run(s);
 }
