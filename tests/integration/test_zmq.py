@@ -135,5 +135,33 @@ channels = y, x""" % endpoint)
         self.assertIn("%d messages received, 4 bad messages skipped" % (count + 5), proc.stderr())
 
 
+    def test_peer_gone_mid_stream_and_back(self):
+        """A connecting PULL source whose peer goes away and comes back on the same
+        endpoint: ZeroMQ reconnects by itself, every message of both peers arrives,
+        and /health stays 200 throughout (an idle source is not a fault)."""
+        port = ewtest.free_port()
+        endpoint = "tcp://127.0.0.1:%d" % port
+        proc = self.run_zmq("""socket = pull
+mode = connect
+endpoint = %s
+channels = n""" % endpoint)
+        first = peer_zmq.Pusher(endpoint, bind=True)
+        for i in range(300):
+            first.send(b'{"n": %d}' % i)
+        first.close()  # LINGER delivers what is queued, then the peer is gone
+        self.wait_for(lambda: len(self.lines_out()) >= 300, proc, "the first peer's messages")
+        status, _, body = ewtest.http_request(self.port, "GET", "/health")
+        self.assertEqual(status, 200, body)
+        time.sleep(0.5)
+        second = peer_zmq.Pusher(endpoint, bind=True)
+        self.addCleanup(second.close)
+        for i in range(300, 600):
+            second.send(b'{"n": %d}' % i)
+        self.wait_for(lambda: len(self.lines_out()) >= 600, proc, "the second peer's messages")
+        self.assertEqual([o["values"]["n"] for o in self.lines_out()], list(range(600)))
+        status, _, body = ewtest.http_request(self.port, "GET", "/health")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(self.stop(proc), ewtest.EXIT_OK, proc.output())
+
 if __name__ == "__main__":
     ewtest.main()
