@@ -24,6 +24,7 @@
 #include "ewp_json.h"
 #include "ewp_time.h"
 #include "ewplug.h"
+#include "zmq_endpoint.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -86,13 +87,8 @@ static int s_validate(const void *config, char *err, size_t errlen, int *line)
     const zmq_sink_config *cfg = config;
     *line = 0;
     const char *ep = cfg->endpoint;
-    if (strncmp(ep, "tcp://", 6) != 0 && strncmp(ep, "ipc://", 6) != 0) {
-        snprintf(err, errlen,
-                 "option endpoint: \"%s\" is not a tcp:// or ipc:// address (e.g. "
-                 "tcp://127.0.0.1:5557, ipc:///run/edgewatch/out.sock)",
-                 ep);
+    if (zmq_endpoint_check(ep, "tcp://127.0.0.1:5557, ipc:///run/edgewatch/out.sock", err, errlen) < 0)
         return EW_ERR;
-    }
     return EW_OK;
 }
 

@@ -20,6 +20,7 @@
 
 #include "ewp_lines.h"
 #include "ewplug.h"
+#include "zmq_endpoint.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -129,13 +130,8 @@ static int s_validate(const void *config, char *err, size_t errlen, int *line)
     const zmq_source_config *cfg = config;
     *line = 0;
     const char *ep = cfg->endpoint;
-    if (strncmp(ep, "tcp://", 6) != 0 && strncmp(ep, "ipc://", 6) != 0) {
-        snprintf(err, errlen,
-                 "option endpoint: \"%s\" is not a tcp:// or ipc:// address (e.g. "
-                 "tcp://127.0.0.1:5556, ipc:///run/edgewatch/in.sock)",
-                 ep);
+    if (zmq_endpoint_check(ep, "tcp://127.0.0.1:5556, ipc:///run/edgewatch/in.sock", err, errlen) < 0)
         return EW_ERR;
-    }
     if (cfg->socket == S_PULL && cfg->topics.count) {
         snprintf(err, errlen, "option topics applies to socket = sub only; remove it or use "
                               "socket = sub");
