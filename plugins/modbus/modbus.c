@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <math.h>
 #include <modbus.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,8 +122,9 @@ typedef struct mbsrc {
     /* One produce call ends by this monotonic instant, retries included. */
     int64_t deadline;
     unsigned timeouts_left;
+    int64_t late_reply;     /* how late the last discarded reply of this call came, or 0 */
     uint64_t late_polls;
-    ew_counter *c_requests, *c_exceptions, *c_timeouts, *c_reconnects, *c_late;
+    ew_counter *c_requests, *c_exceptions, *c_timeouts, *c_reconnects, *c_late, *c_late_replies;
 } mbsrc;
 
 /* Text for a Modbus exception code (Modbus Application Protocol, section 7). */
@@ -286,6 +288,8 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
     m->c_timeouts = host->counter(node, "modbus_timeouts", "Modbus requests that got no answer in time");
     m->c_reconnects = host->counter(node, "modbus_reconnects", "Modbus connections opened again after a loss");
     m->c_late = host->counter(node, "modbus_late_polls", "Polls skipped because a poll ran past its slot");
+    m->c_late_replies = host->counter(node, "modbus_late_replies",
+                                      "Replies that came after timeout and were discarded");
     host->log(node, EW_LOG_INFO, "%s: %zu channels in %zu read requests every %.3f s", m->where,
               m->nch, m->nreq, (double)cfg->poll / 1e9);
     rc = EW_OK;
@@ -394,6 +398,74 @@ static void s_blank_group(mbsrc *m, const mb_group *g)
         m->values[m->idx[k]] = NAN;
 }
 
+/* Waits up to wait_ns for the link to have bytes to read; false when it stays
+ * quiet (or cannot be polled). */
+static bool s_readable_within(int fd, int64_t wait_ns)
+{
+    if (wait_ns <= 0)
+        return false;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int ms = (int)((wait_ns + 999999) / 1000000);
+    int n;
+    do {
+        n = poll(&p, 1, ms);
+    } while (n < 0 && errno == EINTR);
+    return n > 0 && (p.revents & POLLIN);
+}
+
+/* After a timeout, waits (at most `timeout`, within this call's budget) for
+ * the device's late reply and discards it whole, so that it can never be read
+ * as the reply to the repeated request: Modbus RTU has no transaction id, and a
+ * stale TCP reply would only be refused as invalid. Records how late it came. */
+static void s_discard_late_reply(mbsrc *m, int64_t sent_at)
+{
+    const ew_host *host = m->host;
+    int fd = modbus_get_socket(m->ctx);
+    if (fd < 0)
+        return;
+    /* Quiet time that ends a frame: 40 characters on a serial line (at least 5 ms). */
+    int64_t quiet = 5000000;
+    if (m->cfg->device && *m->cfg->device) {
+        int64_t chars = 40LL * 11 * S_NS_PER_S / m->cfg->baud;
+        if (chars > quiet)
+            quiet = chars;
+    }
+    int64_t now = host->monotonic(m->node);
+    int64_t until = now + m->cfg->timeout;
+    if (until > m->deadline)
+        until = m->deadline;
+    /* In slices, so that a stop is not held up by a long timeout. */
+    bool arrived = false;
+    while (!arrived && now < until && !host->stopping(m->node)) {
+        int64_t slice = until - now < 100000000 ? until - now : 100000000;
+        arrived = s_readable_within(fd, slice);
+        now = host->monotonic(m->node);
+    }
+    if (!arrived)
+        return;
+    m->late_reply = now - sent_at;
+    host->counter_add(m->c_late_replies, 1);
+    /* Bounded: a peer that keeps sending (or a closed socket) ends at the deadline. */
+    for (int i = 0; i < 64; i++) {
+        modbus_flush(m->ctx);
+        int64_t left = m->deadline - host->monotonic(m->node);
+        if (!s_readable_within(fd, left < quiet ? left : quiet))
+            break;
+    }
+}
+
+/* The end of a failure message: why the device did not answer in time. */
+static void s_timeout_hint(const mbsrc *m, char *out, size_t len)
+{
+    if (m->late_reply > 0)
+        snprintf(out, len,
+                 " (the device answered after %.3f s, later than timeout = %.3f s: raise timeout)",
+                 (double)m->late_reply / 1e9, (double)m->cfg->timeout / 1e9);
+    else
+        snprintf(out, len, " (the device stopped answering: no reply within timeout = %.3f s)",
+                 (double)m->cfg->timeout / 1e9);
+}
+
 /* Reads one group into m->values. Returns EW_OK (values or, after an
  * exception, NaN with its code in *exception), EW_EAGAIN when the link is
  * lost, or EW_ESTOP. */
@@ -405,13 +477,15 @@ static int s_read_group(mbsrc *m, s_request *r, const mb_group *g, int *exceptio
         if (m->host->stopping(m->node))
             return EW_ESTOP;
         if (!s_arm_timeout(m)) {
+            char hint[160];
             s_describe(m, g, what, sizeof what);
-            m->host->set_error(m->node, "%s: no answer reading %s within %.3f s x %d attempts",
-                               m->where, what, (double)m->cfg->timeout / 1e9,
-                               (int)m->cfg->retries + 1);
+            s_timeout_hint(m, hint, sizeof hint);
+            m->host->set_error(m->node, "%s: no answer reading %s in %d attempts%s", m->where,
+                               what, (int)m->cfg->retries + 1, hint);
             s_disconnect(m);
             return EW_EAGAIN;
         }
+        int64_t sent_at = m->host->monotonic(m->node);
         int n = s_read(m, g);
         if (n == g->count) {
             s_decode_group(m, g);
@@ -437,18 +511,24 @@ static int s_read_group(mbsrc *m, s_request *r, const mb_group *g, int *exceptio
             return EW_OK;
         }
         bool timeout = e == ETIMEDOUT;
-        bool garbled = e == EMBBADCRC || e == EMBBADSLAVE || e == EMBMDATA;
+        /* EMBBADDATA: a reply that does not match the request (a stale TCP
+         * transaction id, a wrong length). */
+        bool garbled = e == EMBBADCRC || e == EMBBADSLAVE || e == EMBMDATA || e == EMBBADDATA;
         if (timeout)
             m->host->counter_add(m->c_timeouts, 1);
         if ((timeout || garbled) && m->timeouts_left > 0) {
-            /* A late or corrupt reply may still be on its way: drop it before asking again. */
             m->timeouts_left--;
-            modbus_flush(m->ctx);
+            if (timeout)
+                s_discard_late_reply(m, sent_at);
+            else
+                modbus_flush(m->ctx);
             continue;
         }
+        char hint[160] = "";
+        if (timeout)
+            s_timeout_hint(m, hint, sizeof hint);
         m->host->set_error(m->node, "%s: reading %s failed: %s%s", m->where, what,
-                           modbus_strerror(e),
-                           timeout ? " (the device stopped answering)" : "");
+                           modbus_strerror(e), hint);
         s_disconnect(m);
         return EW_EAGAIN;
     }
@@ -502,8 +582,11 @@ static int s_produce(void *self, int64_t *wake_at)
     if (host->stopping(m->node))
         return EW_ESTOP;
 
-    m->deadline = now + m->cfg->timeout * (m->cfg->retries + 1);
+    /* Each attempt may take `timeout`, and each repeat after a timeout may
+     * first wait up to `timeout` for the late reply it discards. */
+    m->deadline = now + m->cfg->timeout * (2 * m->cfg->retries + 1);
     m->timeouts_left = (unsigned)m->cfg->retries;
+    m->late_reply = 0;
     int rc = s_connect(m);
     int64_t ts = host->now(m->node);
     if (rc == EW_OK)

@@ -5,10 +5,13 @@ come from code that is not ours.
 
 Run as a program it serves the layout below until killed:
 
-  peer_modbus.py tcp PORT [--generation G]
-  peer_modbus.py rtu DEVICE [--baud B] [--generation G]
+  peer_modbus.py tcp PORT [--generation G] [--delay-file F]
+  peer_modbus.py rtu DEVICE [--baud B] [--generation G] [--delay-file F]
 
-and prints READY once it listens (TCP) or has opened the device (RTU).
+and prints READY once it listens (TCP) or has opened the device (RTU). With
+--delay-file it plays a slow device: before answering each request it sleeps
+for the number of seconds written in F (0 or no file: no delay), so that a test
+can make it late and then prompt again while it runs.
 Imported, it gives the tests the register map (`map_lines`), the values the
 source must read (`expected`) and process helpers (`ModbusPeer`, `PtyPair`).
 
@@ -140,9 +143,30 @@ def expected(generation=1):
     return {name: value for name, _, value in channels}
 
 
-def _context(generation):
+def _delay(path):
+    """Seconds written in `path`, or 0."""
+    try:
+        with open(path, encoding="ascii") as f:
+            return max(0.0, float(f.read().strip() or 0))
+    except (OSError, ValueError):
+        return 0.0
+
+
+def _context(generation, delay_file=None):
     from pymodbus.datastore import (ModbusSequentialDataBlock, ModbusServerContext,
                                     ModbusSlaveContext)
+
+    class SlowContext(ModbusSlaveContext):
+        """pymodbus answers from getValues: sleeping there delays the whole reply
+        (the server answers one request at a time, as a real slow device)."""
+
+        def getValues(self, fc_as_hex, address, count=1):
+            if delay_file:
+                seconds = _delay(delay_file)
+                if seconds > 0:
+                    time.sleep(seconds)
+            return super().getValues(fc_as_hex, address, count)
+
     _, holding, inputs = layout(generation)
     hr = [0] * HOLDING_SIZE
     for a, v in holding.items():
@@ -152,16 +176,16 @@ def _context(generation):
         ir[a] = v
     co = COILS + [0] * (BITS_SIZE - len(COILS))
     di = DISCRETES + [0] * (BITS_SIZE - len(DISCRETES))
-    slave = ModbusSlaveContext(
+    slave = SlowContext(
         hr=ModbusSequentialDataBlock(0, hr), ir=ModbusSequentialDataBlock(0, ir),
         co=ModbusSequentialDataBlock(0, co), di=ModbusSequentialDataBlock(0, di),
         zero_mode=True)  # protocol address a is element a (no +1 shift)
     return ModbusServerContext(slaves=slave, single=True)
 
 
-async def _serve_tcp(port, generation):
+async def _serve_tcp(port, generation, delay_file):
     from pymodbus.server.async_io import ModbusTcpServer
-    server = ModbusTcpServer(_context(generation), address=("127.0.0.1", port),
+    server = ModbusTcpServer(_context(generation, delay_file), address=("127.0.0.1", port),
                              allow_reuse_address=True)
     task = asyncio.ensure_future(server.serve_forever())
     await server.serving
@@ -169,10 +193,10 @@ async def _serve_tcp(port, generation):
     await task
 
 
-async def _serve_rtu(device, baud, generation):
+async def _serve_rtu(device, baud, generation, delay_file):
     from pymodbus.framer.rtu_framer import ModbusRtuFramer
     from pymodbus.server.async_io import ModbusSerialServer
-    server = ModbusSerialServer(_context(generation), framer=ModbusRtuFramer, port=device,
+    server = ModbusSerialServer(_context(generation, delay_file), framer=ModbusRtuFramer, port=device,
                                 baudrate=baud, bytesize=8, parity="N", stopbits=1, timeout=0.05)
     await server.start()
     if server.transport is None:
@@ -187,12 +211,13 @@ def main():
     parser.add_argument("where", help="TCP port on 127.0.0.1, or serial device")
     parser.add_argument("--baud", type=int, default=19200)
     parser.add_argument("--generation", type=int, default=1)
+    parser.add_argument("--delay-file", help="seconds to wait before each reply (read per request)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     if args.transport == "tcp":
-        asyncio.run(_serve_tcp(int(args.where), args.generation))
+        asyncio.run(_serve_tcp(int(args.where), args.generation, args.delay_file))
     else:
-        asyncio.run(_serve_rtu(args.where, args.baud, args.generation))
+        asyncio.run(_serve_rtu(args.where, args.baud, args.generation, args.delay_file))
 
 
 # --- process helpers for the tests ---------------------------------------------------
@@ -220,12 +245,14 @@ class ModbusPeer:
     def __init__(self, tmp, transport, where, generation=1, baud=19200):
         self.tmp, self.transport, self.where = tmp, transport, where
         self.generation, self.baud = generation, baud
+        self.delay_file = os.path.join(tmp, "peer-modbus.delay")
         self.proc = None
         self.log_path = os.path.join(tmp, "peer-modbus.log")
 
     def start(self, timeout=20.0):
         args = [sys.executable, os.path.abspath(__file__), self.transport, str(self.where),
-                "--generation", str(self.generation), "--baud", str(self.baud)]
+                "--generation", str(self.generation), "--baud", str(self.baud),
+                "--delay-file", self.delay_file]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=log, start_new_session=True)
@@ -244,6 +271,13 @@ class ModbusPeer:
             time.sleep(0.05)
         self.kill()
         raise AssertionError("the pymodbus peer did not start (%s):\n%s" % (seen, self.log()))
+
+    def set_delay(self, seconds):
+        """From the next request on, the peer answers `seconds` late."""
+        tmp = self.delay_file + ".tmp"
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write("%g\n" % seconds)
+        os.replace(tmp, self.delay_file)
 
     def log(self):
         try:

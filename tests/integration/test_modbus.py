@@ -220,6 +220,66 @@ class ModbusTest(ewtest.EdgewatchTest):
             self.assert_all_values(sample)
         self.stop_ok(proc)
 
+    def test_slow_device_within_timeout_skips_polls_but_not_values(self):
+        """A device that answers every request 0.1 s late (6 requests: 0.6 s per
+        poll) but within timeout: exact samples, skipped poll slots counted and
+        logged, no timeout, the node healthy."""
+        port, http = ewtest.free_port(), ewtest.free_port()
+        peer = self.tcp_peer(port)
+        peer.set_delay(0.1)
+        proc = self.start("run", self.config("host = 127.0.0.1\nport = %d\n" % port,
+                                             http="127.0.0.1:%d" % http, timeout="1s"))
+        got = self.wait_samples(proc, lambda s: len(s) >= 3, "3 samples from a slow device")
+        for sample in got:
+            self.assert_all_values(sample)
+        status, body = self.health(http)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["nodes"]["dev"]["state"], "running")
+        self.assertGreaterEqual(self.metric(http, "edgewatch_modbus_late_polls_total"), 3)
+        self.assertEqual(self.metric(http, "edgewatch_modbus_timeouts_total"), 0)
+        self.assertEqual(self.metric(http, "edgewatch_modbus_late_replies_total"), 0)
+        self.stop_ok(proc)
+        self.assertRegex(proc.stderr(), r"a poll took longer than poll = 0\.100 s: skipped \d+ poll\(s\)")
+
+    def _device_slower_than_timeout(self, transport, peer):
+        """The peer answers 0.35 s late against timeout = 200ms: each late reply
+        is waited for and discarded (never read as the answer to the repeated
+        request), the error says how late the device is and what to change, and
+        when the device is fast again exact samples resume."""
+        http = ewtest.free_port()
+        peer.set_delay(0.35)
+        proc = self.start("run", self.config(transport, http="127.0.0.1:%d" % http,
+                                             timeout="200ms", retries="1"))
+        error = self.wait_retrying(proc, http)
+        self.assertRegex(error, r"the device answered after 0\.[3-9]\d* s, later than "
+                                r"timeout = 0\.200 s: raise timeout")
+        self.assertGreaterEqual(self.metric(http, "edgewatch_modbus_late_replies_total"), 1)
+        self.assertGreaterEqual(self.metric(http, "edgewatch_modbus_timeouts_total"), 2)
+        self.assertEqual(self.samples(), [], "a sample was emitted while every read timed out")
+        peer.set_delay(0)
+        got = self.wait_samples(proc, lambda s: len(s) >= 3, "samples once the device is fast again")
+        self.wait_healthy(proc, http)
+        for sample in got:
+            self.assert_all_values(sample)  # never a reply taken for another request's
+        self.stop_ok(proc)
+        self.assertIn("recovered after", proc.stderr())
+
+    def test_device_slower_than_timeout_over_tcp(self):
+        port = ewtest.free_port()
+        peer = self.tcp_peer(port)
+        self._device_slower_than_timeout("host = 127.0.0.1\nport = %d\n" % port, peer)
+
+    def test_device_slower_than_timeout_over_rtu(self):
+        """RTU has no transaction id: only discarding the late reply keeps it from
+        being taken as the answer to the next request."""
+        pty = peer_modbus.PtyPair(self.tmp)
+        self.addCleanup(pty.kill)
+        pty.start()
+        peer = peer_modbus.ModbusPeer(self.tmp, "rtu", pty.a, baud=19200)
+        self.addCleanup(peer.kill)
+        peer.start()
+        self._device_slower_than_timeout("device = %s\nbaud = 19200\n" % pty.b, peer)
+
     def test_rtu_over_a_pty_pair_reads_the_same_values(self):
         pty = peer_modbus.PtyPair(self.tmp)
         self.addCleanup(pty.kill)
