@@ -37,6 +37,7 @@ struct spool {
     int64_t cursor_synced_ns;
     /* writer only */
     int wfd;
+    bool rotate_next; /* the disk was full: start a new segment so that delivered ones can go */
     char *wbuf;
     size_t wcap;
     /* reader */
@@ -411,11 +412,13 @@ int spool_append(spool *sp, const spool_rec *recs, size_t n, bool drop_oldest, u
     }
     pthread_mutex_lock(&sp->mu);
     s_seg *last = &sp->segs[sp->nsegs - 1];
-    bool rotate = last->bytes > 0 && last->bytes + total > sp->seg_bytes;
+    bool rotate = last->bytes > 0 && (last->bytes + total > sp->seg_bytes || sp->rotate_next);
     uint64_t first = last->end;
     pthread_mutex_unlock(&sp->mu);
     if (rotate && s_new_segment(sp, first, err, errlen) < 0)
         return SPOOL_AGAIN;
+    if (rotate)
+        sp->rotate_next = false;
     pthread_mutex_lock(&sp->mu);
     s_gc(sp);
     if (sp->total_bytes + total > sp->max_bytes) {
@@ -467,6 +470,9 @@ int spool_append(spool *sp, const spool_rec *recs, size_t n, bool drop_oldest, u
                                       "cannot be removed (%s)", sp->dir, strerror(e), strerror(errno));
                 return SPOOL_ERR;
             }
+            /* Segments are deleted whole once delivered: a full disk frees no
+             * space while the one being written is also the oldest. */
+            sp->rotate_next = e == ENOSPC || e == EDQUOT;
             snprintf(err, errlen, "writing to the spool in %s failed: %s; free space on its disk",
                      sp->dir, strerror(e));
             return SPOOL_AGAIN;
@@ -475,7 +481,11 @@ int spool_append(spool *sp, const spool_rec *recs, size_t n, bool drop_oldest, u
     }
     if (fdatasync(sp->wfd) < 0) {
         int e = errno;
+        sp->rotate_next = e == ENOSPC || e == EDQUOT;
         if (ftruncate(sp->wfd, (off_t)at) < 0) {
+            snprintf(err, errlen, "syncing the spool in %s failed (%s) and its unsynced records "
+                                  "cannot be removed (%s)", sp->dir, strerror(e), strerror(errno));
+            return SPOOL_ERR;
         }
         snprintf(err, errlen, "syncing the spool in %s failed: %s", sp->dir, strerror(e));
         return SPOOL_AGAIN;

@@ -10,6 +10,7 @@ import os
 import random
 import re
 import signal
+import subprocess
 import time
 
 import ewtest
@@ -282,6 +283,44 @@ input = pump
         self.assertEqual(self.wait_exit(proc, 60), ewtest.EXIT_OK, proc.output())
         # The oldest `dropped` ids are gone, every later one arrived once.
         self.assertIds(sub.wait_quiet(), range(dropped + 1, count + 1))
+
+    def test_full_disk_under_the_spool_waits_then_delivers_everything(self):
+        """The state volume (a 256 KiB tmpfs) fills before spool_max: the sink
+        says so and holds upstream back (nothing dropped); once the broker is
+        back, delivering frees the disk and every message arrives exactly once."""
+        small = os.path.join(self.tmp, "small")
+        os.mkdir(small)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", small],
+                          capture_output=True).returncode != 0:
+            self.skipTest("cannot mount a small tmpfs here (needs root)")
+        self.addCleanup(subprocess.run, ["umount", small], capture_output=True)
+        b = self.broker().start()
+        self.persistent_subscriber(b)
+        b.stop()
+        count, http = 20000, ewtest.free_port()  # about 2.5 MB of spool records
+        path = self.config("mqtt://127.0.0.1:%d" % b.port, count, http_port=http,
+                           pipeline={"state_dir": small})
+        proc = self.start("run", path)
+        _, health = self.wait_health(proc, http, lambda h: h.get("nodes", {}).get("up", {})
+                                  .get("state") == "retrying")
+        error = health["nodes"]["up"]["error"]
+        self.assertIn("writing to the spool in %s/up/spool failed: No space left on device; "
+                      "free space on its disk" % small, error)
+        self.assertIn("up", health["retrying"])
+        spooled = self.metric(http, "mqtt_spooled")
+        self.assertLess(spooled, count)
+        self.assertGreater(health["nodes"]["up"]["retries"], 0)
+        # Nothing half-written: every segment ends on a whole record (checked by
+        # the next start, which would report a torn tail).
+        b.start()
+        sub = self.subscriber(b.plain_port)
+        sub.wait_for(range(1, count + 1), 120)
+        self.assertEqual(self.wait_exit(proc, 120), ewtest.EXIT_OK, proc.output())
+        self.assertIds(sub.wait_quiet(), range(1, count + 1))
+        err = proc.stderr()
+        self.assertRegex(err, r"\[up\] consume failed \(transient, attempt 1\): writing to the spool")
+        self.assertIn("[up] recovered after", err)
+        self.assertNotIn("dropped", re.sub(r"dropped=0", "", err))
 
     def test_tls_with_test_ca(self):
         tls = peer_mqtt.make_ca(os.path.join(self.tmp, "pki"))
