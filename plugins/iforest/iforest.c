@@ -105,6 +105,8 @@ typedef struct iforest {
     double *ring;           /* retraining: the most recent normal rows */
     size_t ring_n, ring_pos;
     uint64_t since_train;
+    uint64_t scored_since, flagged_since; /* rows the forest in use scored / flagged */
+    uint64_t narrowing;                   /* retrainings that left out many rows */
     uint64_t generation;
     int64_t saved_at;       /* monotonic ns of the last save */
     bool unsaved;           /* a retrained forest waits for its save */
@@ -146,10 +148,11 @@ static const ew_option s_options[] = {
               "the batch that completes the training set or reaches retrain_every (false: "
               "replays give the same scores whatever the machine's speed, but that batch waits "
               "for the training)."),
-    EW_OPTION("learn_anomalies", EW_OPT_BOOL, "false", iforest_config, learn_anomalies,
+    EW_OPTION("learn_anomalies", EW_OPT_BOOL, "true", iforest_config, learn_anomalies,
               "With retrain_every: the reservoir keeps every recent finite sample, anomalies "
-              "too, so a lasting change becomes normal after about train_samples samples "
-              "(false: anomalies never enter it)."),
+              "too, so a lasting change becomes normal after about train_samples samples. "
+              "false: flagged samples never enter it (see the README: the forest then narrows "
+              "at each retraining unless its threshold flags few samples)."),
     EW_OPTION_END,
 };
 
@@ -634,6 +637,8 @@ static void s_score_rows(iforest *z, size_t from, size_t to, ew_scores *out)
         double score = ifo_score_from_sum(f, z->sums[i]);
         out->score[i] = score;
         out->anomaly[i] = score > z->threshold;
+        z->scored_since++;
+        z->flagged_since += out->anomaly[i];
         if (extra)
             extra[0] = z->sums[i] / f->n_trees;
     }
@@ -655,6 +660,19 @@ static void s_score_rows(iforest *z, size_t from, size_t to, ew_scores *out)
 static int s_retrain(iforest *z)
 {
     z->since_train = 0;
+    /* Leaving a large share out narrows what the next forest calls normal, so
+     * that it flags still more: a loop that ends with every sample flagged. */
+    if (!z->cfg->learn_anomalies && z->flagged_since * 10 > z->scored_since &&
+        ewp_should_report(++z->narrowing))
+        z->host->log(z->node, EW_LOG_WARN,
+                     "retraining without the %.1f%% of the last %llu samples, which this forest "
+                     "flagged (learn_anomalies = false); if they are normal data, each forest "
+                     "learnt without them is narrower and flags more than the last: set "
+                     "learn_anomalies = true, or raise threshold or set contamination so that "
+                     "few samples are flagged (%llu times so far)",
+                     100.0 * (double)z->flagged_since / (double)z->scored_since,
+                     (unsigned long long)z->scored_since, (unsigned long long)z->narrowing);
+    z->scored_since = z->flagged_since = 0;
     if (z->ring_n < 2)
         return EW_OK; /* everything was an anomaly: keep the forest */
     const size_t d = z->d, cap = (size_t)z->cfg->train_samples;

@@ -539,7 +539,9 @@ START_TEST(retrains_on_recent_normal_samples)
 {
     char *dir = ptest_tmpdir("ew-iforest");
     ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "300", "trees", "20",
-                                                          "retrain_every", "500", NULL}, NULL);
+                                                          "retrain_every", "500",
+                                                          "learn_anomalies", "false", NULL},
+                           NULL);
     double *v = s_normal(300, 2, 5);
     s_process(h, 300, v);
     s_wait_ready(h, 2);
@@ -815,6 +817,49 @@ START_TEST(learn_anomalies_makes_a_lasting_shift_normal)
 }
 END_TEST
 
+/* A stationary stream, retrained every 1000 samples: with the default
+ * (learn_anomalies = true) each forest flags about the share the first did
+ * (scikit-learn's 'auto' threshold flags about a fifth of a Gaussian). With
+ * false, leaving the flagged rows out narrows each forest, the share climbs, and
+ * a warning says why. */
+START_TEST(stationary_stream_keeps_its_flag_rate_across_retrainings)
+{
+    for (int learn = 1; learn >= 0; learn--) {
+        char *dir = ptest_tmpdir("ew-iforest");
+        ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "1000",
+                                                              "retrain_every", "1000",
+                                                              "background", "false",
+                                                              "learn_anomalies",
+                                                              learn ? "true" : "false", NULL},
+                               NULL);
+        double *v = s_normal(13000, 2, 31);
+        s_process(h, 1000, v);
+        double first = -1, last = 0;
+        for (size_t b = 1; b < 13; b++) {
+            s_process(h, 1000, v + b * 2000);
+            last = s_flagged(h, 1000);
+            if (first < 0)
+                first = last;
+        }
+        ck_assert_uint_ge(ew_harness_counter(h, "iforest_trainings"), 12);
+        ck_assert_double_gt(first, 0.05);
+        ck_assert_double_lt(first, 0.35);
+        if (learn) {
+            ck_assert_msg(last < first + 0.08, "flagged %.3f after 11 retrainings, %.3f at first",
+                          last, first);
+            ck_assert_uint_eq(ew_harness_logged(h, EW_LOG_WARN), 0);
+        } else {
+            ck_assert_msg(last > 2 * first, "flagged %.3f after 11 retrainings, %.3f at first",
+                          last, first);
+            ck_assert_uint_ge(ew_harness_logged(h, EW_LOG_WARN), 1);
+        }
+        free(v);
+        ew_harness_destroy(&h);
+        s_rmtree(dir);
+    }
+}
+END_TEST
+
 START_TEST(option_errors)
 {
     char *dir = ptest_tmpdir("ew-iforest");
@@ -871,6 +916,7 @@ int main(void)
     tcase_add_test(tc, background_false_is_deterministic_whatever_the_batches);
     tcase_add_test(tc, saved_model_keeps_its_window);
     tcase_add_test(tc, learn_anomalies_makes_a_lasting_shift_normal);
+    tcase_add_test(tc, stationary_stream_keeps_its_flag_rate_across_retrainings);
     tcase_add_test(tc, option_errors);
     suite_add_tcase(s, tc);
     return ptest_run(s);
