@@ -26,6 +26,7 @@
 #include "ae_model.h"
 #include "ae_net.h"
 #include "ewp_quantile.h"
+#include "ewp_wait.h"
 #include "ewplug.h"
 
 #include <math.h>
@@ -336,6 +337,9 @@ static int s_finish_training(autoencoder *a)
 static int s_start_training(autoencoder *a)
 {
     a->phase = S_TRAINING;
+    a->host->log(a->node, EW_LOG_INFO, "training on %zu windows (at most %lld epochs)%s",
+                 a->ntrain, (long long)a->cfg->epochs,
+                 a->cfg->background ? ", in the background" : ", inside this batch");
     if (a->cfg->background) {
         atomic_store(&a->done, false);
         if (pthread_create(&a->thread, NULL, s_thread, a) == 0) {
@@ -615,6 +619,24 @@ static int s_flush(void *self)
 {
     autoencoder *a = self;
     if (a->phase == S_TRAINING) {
+        /* A stop (SIGTERM) must end within shutdown_timeout: a long training
+         * is abandoned rather than forced off half-way. */
+        if (a->thread_running && a->host->stopping(a->node) &&
+            !ewp_wait_flag(&a->done, EWP_STOP_GRACE_NS)) {
+            atomic_store(&a->cancel, true);
+            s_join(a);
+            ae_model_free(&a->pending);
+            free(a->train);
+            a->train = NULL;
+            a->ntrain = 0;
+            a->phase = S_COLLECTING;
+            a->host->log(a->node, EW_LOG_WARN,
+                         "stopping while the model is being learnt: training abandoned after "
+                         "waiting %.0f s for it; nothing saved, the model is learnt again at "
+                         "the next start",
+                         (double)EWP_STOP_GRACE_NS / 1e9);
+            return EW_OK;
+        }
         a->host->log(a->node, EW_LOG_INFO, "end of stream: waiting for training to finish");
         return s_poll_training(a, true);
     }

@@ -47,6 +47,10 @@ typedef struct ifo_forest {
     uint64_t *node_samples; /* training samples that reached each node (kept for saving) */
 } ifo_forest;
 
+/* Bytes one node of a grown forest takes: a tree of s samples has at most
+ * 2 s - 1 nodes, so a forest takes about trees x (2 s - 1) x IFO_NODE_BYTES. */
+#define IFO_NODE_BYTES (sizeof(ifo_node) + sizeof(double) + sizeof(uint64_t))
+
 /* c(n): average path length of an unsuccessful search in a binary search tree of
  * n keys, exactly as sklearn's _average_path_length (c(0) = c(1) = 0, c(2) = 1). */
 double ifo_average_path_length(double n);

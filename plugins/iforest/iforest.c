@@ -21,6 +21,7 @@
  */
 #include <edgewatch/plugin.h>
 
+#include "ewp_wait.h"
 #include "ewplug.h"
 #include "forest.h"
 
@@ -156,6 +157,15 @@ static const ew_option s_options[] = {
     EW_OPTION_END,
 };
 
+/* Scores this close to the threshold are a tie, not an anomaly: summing the
+ * path lengths of 100 trees rounds by about 1e-15, so a forest learnt from
+ * identical samples scores them 0.5000000000000007 instead of 0.5. */
+#define S_TIE 1e-12
+
+/* A limit on the forests' memory, so that a typo in trees or sample_size is a
+ * clear error at `edgewatch check` rather than the kernel's OOM killer. */
+#define S_MAX_FOREST_MIB 1024
+
 static int s_validate(const void *config, char *err, size_t errlen, int *line)
 {
     const iforest_config *cfg = config;
@@ -163,6 +173,20 @@ static int s_validate(const void *config, char *err, size_t errlen, int *line)
     if (cfg->model && cfg->retrain_every > 0) {
         snprintf(err, errlen, "model = %s is read only, so retrain_every = %lld cannot apply: "
                               "remove one of the two", cfg->model, (long long)cfg->retrain_every);
+        return EW_ERR;
+    }
+    /* The forest's size follows from the options alone; one retrained forest
+     * grows while the other scores. */
+    double forests = cfg->retrain_every > 0 ? 2.0 : 1.0;
+    double mib = forests * (double)cfg->trees * (2.0 * (double)cfg->sample_size - 1.0) *
+                 (double)IFO_NODE_BYTES / 1048576.0;
+    if (!cfg->model && mib > S_MAX_FOREST_MIB) {
+        snprintf(err, errlen, "trees = %lld with sample_size = %lld needs about %.0f MiB for %s, "
+                              "more than the %d MiB an edge detector may take; lower trees or "
+                              "sample_size (scikit-learn's 100 trees of 256 take %.1f MiB)",
+                 (long long)cfg->trees, (long long)cfg->sample_size, mib,
+                 forests > 1 ? "two forests (one grows while the other scores)" : "the forest",
+                 S_MAX_FOREST_MIB, 100.0 * 511.0 * (double)IFO_NODE_BYTES / 1048576.0);
         return EW_ERR;
     }
     if (!cfg->model && cfg->sample_size > cfg->train_samples) {
@@ -540,6 +564,39 @@ static int s_start_job(iforest *z, double *x, size_t n, bool initial)
     return EW_OK;
 }
 
+/* Names the channels that did not vary in the first training set: the trees
+ * never split on them, so a later change in them alone is not flagged. */
+static void s_report_constant(iforest *z, const double *x, size_t n)
+{
+    const ew_schema *in = z->host->input_schema(z->node);
+    char list[400] = "";
+    size_t len = 0, count = 0;
+    for (size_t k = 0; k < z->nf && n > 0; k++) {
+        /* Column k of a row is channel k at the row's oldest sample. */
+        size_t i = 1;
+        while (i < n && x[i * z->d + k] == x[k])
+            i++;
+        if (i < n)
+            continue;
+        count++;
+        if (len + 40 < sizeof list)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", count > 1 ? ", " : "",
+                                    in ? in->names[z->cols[k]] : "?");
+    }
+    if (count == z->nf)
+        z->host->log(z->node, EW_LOG_WARN,
+                     "every training sample was the same: the forest cannot tell any sample "
+                     "apart and will flag nothing; learn from a period when the channels vary "
+                     "(remove %s to learn again)",
+                     S_STATE_FILE);
+    else if (count > 0)
+        z->host->log(z->node, EW_LOG_WARN,
+                     "%zu channel(s) never changed in the training samples, so the forest "
+                     "ignores them and will not flag a change in them alone: %s%s (a zscore "
+                     "detector flags such changes)",
+                     count, list, len + 40 >= sizeof list ? ", ..." : "");
+}
+
 /* Installs the result of a finished job (waiting for it when `wait`). */
 static int s_finish_job(iforest *z, bool wait)
 {
@@ -573,6 +630,8 @@ static int s_finish_job(iforest *z, bool wait)
                  job->n, ms, z->threshold, save ? "saved as" : "saved later as",
                  S_STATE_FILE);
     bool initial = job->initial;
+    if (initial)
+        s_report_constant(z, job->x, job->n);
     free(job->x);
     free(job);
     z->job = NULL;
@@ -636,7 +695,7 @@ static void s_score_rows(iforest *z, size_t from, size_t to, ew_scores *out)
         }
         double score = ifo_score_from_sum(f, z->sums[i]);
         out->score[i] = score;
-        out->anomaly[i] = score > z->threshold;
+        out->anomaly[i] = score > z->threshold + S_TIE;
         z->scored_since++;
         z->flagged_since += out->anomaly[i];
         if (extra)
@@ -749,6 +808,19 @@ static int s_process(void *self, const ew_batch *in, ew_scores *out)
 static int s_flush(void *self)
 {
     iforest *z = self;
+    /* A stop (SIGTERM) must end within shutdown_timeout: a long training is
+     * abandoned (the forest in use, if any, is kept and saved). */
+    if (z->job && z->job->threaded && z->host->stopping(z->node) &&
+        !ewp_wait_flag(&z->job->done, EWP_STOP_GRACE_NS)) {
+        bool initial = z->job->initial;
+        s_job_free(&z->job, true);
+        z->host->log(z->node, EW_LOG_WARN,
+                     "stopping while a forest is being grown: abandoned after waiting %.0f s "
+                     "for it; %s",
+                     (double)EWP_STOP_GRACE_NS / 1e9,
+                     initial ? "nothing saved, the model is learnt again at the next start"
+                             : "the forest in use is kept");
+    }
     int rc = s_finish_job(z, true);
     if (rc != EW_OK)
         return rc;
@@ -756,7 +828,7 @@ static int s_flush(void *self)
         s_save(z);
         z->unsaved = false;
     }
-    if (!z->forest)
+    if (!z->forest && z->train)
         z->host->log(z->node, EW_LOG_INFO,
                      "the stream ended after %zu of the %lld training samples: no model learnt",
                      z->train_n, (long long)z->cfg->train_samples);

@@ -2,8 +2,9 @@
 detector trains and saves never leaves a half-written state file (every file
 present loads, no temporary survives the next start); a read-only state folder
 is a clear start-up error for a node that needs it; a full one makes the save
-fail with a clear log line while scoring goes on; SIGTERM during training saves
-the model and exits 0."""
+fail with a clear log line while scoring goes on; SIGTERM during a short
+training saves the model, during a long one abandons it within shutdown_timeout,
+and both exit 0."""
 
 import glob
 import os
@@ -136,9 +137,8 @@ input = forest
             if f == "forest.bin":
                 self.assertTrue(state_file_ok(os.path.join(node_dir, f)))
 
-    def test_sigterm_during_training_saves_and_exits_0(self):
-        csv = self.write_csv(5000)
-        path = self.write_config(self.pipeline(shutdown_timeout="20s") + """
+    def training_config(self, csv, epochs, shutdown_timeout):
+        return self.write_config(self.pipeline(shutdown_timeout=shutdown_timeout) + """
 [source.data]
 plugin = csv
 path = %s
@@ -149,24 +149,50 @@ rate = 2000
 plugin = autoencoder
 input = data
 train_samples = 1500
-epochs = 400
-patience = 400
+epochs = %d
+patience = %d
 
 [sink.out]
 plugin = null
 input = ae
-""" % csv)
-        proc = self.start("run", path)
+""" % (csv, epochs, epochs))
+
+    def sigterm_once_training(self, proc):
+        """SIGTERM as soon as the detector's training starts; returns the exit code."""
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and "learning the model" not in proc.stderr():
-            time.sleep(0.05)
-        # The training set fills after 0.75 s at 2000 rows/s; stop while it trains.
-        time.sleep(1.2)
-        self.assertEqual(self.stop(proc, timeout=30), ewtest.EXIT_OK, proc.output())
+        while time.monotonic() < deadline and "[ae] training on 1500 windows" not in proc.stderr():
+            time.sleep(0.01)
+        self.assertIn("[ae] training on 1500 windows", proc.stderr())
+        return self.stop(proc, timeout=30)
+
+    def test_sigterm_during_a_short_training_waits_and_saves(self):
+        """300 epochs (about 0.1 s): the stop waits for the model and saves it whole."""
+        csv = self.write_csv(5000)
+        proc = self.start("run", self.training_config(csv, 300, "20s"))
+        self.assertEqual(self.sigterm_once_training(proc), ewtest.EXIT_OK, proc.output())
         model = os.path.join(self.state_dir, "ae", "model.bin")
         self.assertTrue(os.path.exists(model), proc.output())
         self.assertTrue(state_file_ok(model))
+        self.assertIn("model saved to model.bin", proc.stderr())
 
+    def test_sigterm_during_a_long_training_abandons_it_within_shutdown_timeout(self):
+        """100,000 epochs (minutes) against shutdown_timeout = 5s: the stop gives
+        the training a second, abandons it and exits 0 in time (a forced stop
+        would exit 1); nothing is saved, and the next start learns again."""
+        csv = self.write_csv(5000)
+        path = self.training_config(csv, 100000, "5s")
+        proc = self.start("run", path)
+        self.assertEqual(self.sigterm_once_training(proc), ewtest.EXIT_OK, proc.output())
+        err = proc.stderr()
+        self.assertIn("[ae] stopping while the model is being learnt: training abandoned after "
+                      "waiting 1 s for it; nothing saved, the model is learnt again at the next "
+                      "start", err)
+        self.assertNotIn("forcing the stop", err)
+        self.assertEqual(os.listdir(os.path.join(self.state_dir, "ae")), [])
+        again = self.start("run", path)
+        self.assertEqual(self.sigterm_once_training(again), ewtest.EXIT_OK, again.output())
+        self.assertNotIn("loaded", again.stderr())
+        self.assertIn("training abandoned", again.stderr())
 
 if __name__ == "__main__":
     ewtest.main()

@@ -321,6 +321,29 @@ START_TEST(flush_waits_for_training)
 }
 END_TEST
 
+/* A stop (SIGTERM) while a long training runs: flush waits about a second,
+ * then abandons it; nothing is saved and the model stays to be learnt. */
+START_TEST(stop_abandons_a_long_training)
+{
+    char *state = ptest_tmpdir("ew-ae-test");
+    ew_harness *h = s_make(state, 3, s_abc,
+                           (const char *[]){"layers", "4, 1", "train_samples", "1000", "epochs",
+                                            "100000", "patience", "100000", NULL});
+    double *train = s_correlated(1000, 21);
+    s_process(h, 1000, train);
+    ck_assert(ew_harness_learning(h));
+    ew_harness_request_stop(h);
+    size_t warned = ew_harness_logged(h, EW_LOG_WARN);
+    ck_assert_int_eq(ew_harness_flush(h), EW_OK);
+    ck_assert(ew_harness_learning(h));
+    ck_assert_uint_eq(ew_harness_logged(h, EW_LOG_WARN), warned + 1);
+    ck_assert_int_eq(s_count_files(state, "model.bin"), 0);
+    ew_harness_destroy(&h);
+    free(train);
+    ptest_tmpdir_free(state);
+}
+END_TEST
+
 /* Saved after training, loaded at init: no relearning, identical scores from
  * the first sample. */
 START_TEST(save_load_round_trip)
@@ -645,6 +668,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, early_stopping);
     tcase_add_test(tc, learning_then_ready);
     tcase_add_test(tc, flush_waits_for_training);
+    tcase_add_test(tc, stop_abandons_a_long_training);
     tcase_add_test(tc, save_load_round_trip);
     tcase_add_test(tc, corrupt_file_is_moved_aside_and_relearnt);
     tcase_add_test(tc, invalid_payloads_are_rejected);

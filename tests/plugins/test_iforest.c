@@ -590,6 +590,42 @@ START_TEST(flush_waits_for_training_and_saves)
 }
 END_TEST
 
+/* A stop (SIGTERM) while a long first training runs: flush waits about a
+ * second, then abandons it; nothing is saved. A stop during a short one waits
+ * for it and saves it. */
+START_TEST(stop_abandons_a_long_training_but_waits_for_a_short_one)
+{
+    char *dir = ptest_tmpdir("ew-iforest");
+    char path[512];
+    snprintf(path, sizeof path, "%s/test/forest.bin", dir);
+    /* Each tree walks all the training samples once: 20,000 trees x 500,000
+     * samples take many seconds, in 20,000 x 31 nodes (20 MB). */
+    ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "500000", "trees",
+                                                          "20000", "sample_size", "16", NULL},
+                           NULL);
+    double *v = s_normal(500000, 2, 5);
+    s_process(h, 500000, v);
+    ck_assert(ew_harness_learning(h));
+    ew_harness_request_stop(h);
+    ck_assert_int_eq(ew_harness_flush(h), EW_OK);
+    ck_assert(ew_harness_learning(h));
+    ck_assert_uint_eq(ew_harness_logged(h, EW_LOG_WARN), 1);
+    ck_assert(access(path, F_OK) != 0);
+    ew_harness_destroy(&h);
+
+    h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "500", NULL}, NULL);
+    s_process(h, 500, v);
+    ew_harness_request_stop(h);
+    ck_assert_int_eq(ew_harness_flush(h), EW_OK);
+    ck_assert(!ew_harness_learning(h));
+    ck_assert_uint_eq(ew_harness_logged(h, EW_LOG_WARN), 0);
+    ck_assert(access(path, R_OK) == 0);
+    ew_harness_destroy(&h);
+    free(v);
+    s_rmtree(dir);
+}
+END_TEST
+
 /* --- window (shingling) and background = false ------------------------------ */
 
 /* Init with model = the bytes given and the options; asserts success. */
@@ -860,6 +896,51 @@ START_TEST(stationary_stream_keeps_its_flag_rate_across_retrainings)
 }
 END_TEST
 
+/* Identical training samples: scored as ties (0.5 plus rounding), not
+ * anomalies, and a warning says the forest can tell nothing apart. A channel
+ * constant in training is named in a warning. */
+START_TEST(constant_training_data_is_reported_and_not_flagged)
+{
+    char *dir = ptest_tmpdir("ew-iforest");
+    ew_harness *h = s_make(dir, 3, s_three, (const char *[]){"train_samples", "300",
+                                                            "background", "false", NULL},
+                           NULL);
+    double *v = malloc(600 * 3 * sizeof *v);
+    for (size_t i = 0; i < 600 * 3; i++)
+        v[i] = (double)(i % 3) + 1.0;
+    s_process(h, 600, v);
+    ck_assert(!ew_harness_learning(h));
+    ck_assert_double_gt(ew_harness_scores(h)[599], 0.5); /* the rounding this guards against */
+    ck_assert_double_lt(ew_harness_scores(h)[599], 0.5 + 1e-12);
+    ck_assert_double_eq(s_flagged(h, 300) + s_flagged(h, 600), 0);
+    ck_assert_uint_eq(ew_harness_logged(h, EW_LOG_WARN), 1);
+    ew_harness_destroy(&h);
+    s_rmtree(dir);
+
+    dir = ptest_tmpdir("ew-iforest");
+    h = s_make(dir, 3, s_three, (const char *[]){"train_samples", "300", "background", "false",
+                                                NULL},
+               NULL);
+    double *n = s_normal(600, 3, 9);
+    for (size_t i = 0; i < 600; i++)
+        n[i * 3 + 1] = 7.0; /* channel b is stuck */
+    char log[4096];
+    ptest_capture_stderr(log, sizeof log); /* for the rest of this test (its own process) */
+    s_process(h, 600, n);
+    char *text = ptest_slurp(log);
+    ptest_release_stderr(log);
+    ck_assert_uint_eq(ew_harness_logged(h, EW_LOG_WARN), 1);
+    ck_assert_msg(strstr(text, "1 channel(s) never changed in the training samples") &&
+                      strstr(text, "will not flag a change in them alone: b ("),
+                  "%s", text);
+    free(text);
+    free(n);
+    free(v);
+    ew_harness_destroy(&h);
+    s_rmtree(dir);
+}
+END_TEST
+
 START_TEST(option_errors)
 {
     char *dir = ptest_tmpdir("ew-iforest");
@@ -870,6 +951,14 @@ START_TEST(option_errors)
     ew_harness_destroy(&h);
     h = s_make(dir, 2, s_two, (const char *[]){"model", "/x", "retrain_every", "10", NULL}, &rc);
     ck_assert(rc != EW_OK && strstr(ew_harness_error(h), "retrain_every"));
+    ew_harness_destroy(&h);
+    /* A forest too large for an edge device: refused before anything is allocated. */
+    h = s_make(dir, 2, s_two, (const char *[]){"trees", "100000", "sample_size", "4096",
+                                              "train_samples", "5000", NULL}, &rc);
+    ck_assert(rc != EW_OK);
+    ck_assert_msg(strstr(ew_harness_error(h), "trees = 100000 with sample_size = 4096 needs about "
+                                              "24997 MiB for the forest"),
+                  "%s", ew_harness_error(h));
     ew_harness_destroy(&h);
     const char *bad[][2] = {{"trees", "0"}, {"threshold", "1.5"}, {"contamination", "0.6"},
                             {"sample_size", "1"}, {"bogus", "1"}, {"trees", "many"},
@@ -911,12 +1000,14 @@ int main(void)
     tcase_add_test(tc, contamination_sets_the_quantile);
     tcase_add_test(tc, retrains_on_recent_normal_samples);
     tcase_add_test(tc, flush_waits_for_training_and_saves);
+    tcase_add_test(tc, stop_abandons_a_long_training_but_waits_for_a_short_one);
     tcase_add_test(tc, window_rows_are_the_last_samples_oldest_first);
     tcase_add_test(tc, window_rows_are_learnt_only_when_complete);
     tcase_add_test(tc, background_false_is_deterministic_whatever_the_batches);
     tcase_add_test(tc, saved_model_keeps_its_window);
     tcase_add_test(tc, learn_anomalies_makes_a_lasting_shift_normal);
     tcase_add_test(tc, stationary_stream_keeps_its_flag_rate_across_retrainings);
+    tcase_add_test(tc, constant_training_data_is_reported_and_not_flagged);
     tcase_add_test(tc, option_errors);
     suite_add_tcase(s, tc);
     return ptest_run(s);
