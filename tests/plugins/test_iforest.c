@@ -590,6 +590,39 @@ START_TEST(flush_waits_for_training_and_saves)
 }
 END_TEST
 
+/* Inode of a file (a state file is replaced by rename at each save), 0 if none. */
+static ino_t s_inode(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+/* Retrained forests are saved at most once a minute (flash wear); the end of
+ * the stream saves the latest. */
+START_TEST(retrained_forests_are_saved_at_most_once_a_minute)
+{
+    char *dir = ptest_tmpdir("ew-iforest");
+    char path[512];
+    snprintf(path, sizeof path, "%s/test/forest.bin", dir);
+    ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "200", "sample_size", "128",
+                                                          "retrain_every", "100", "background",
+                                                          "false", NULL},
+                           NULL);
+    double *v = s_normal(1200, 2, 41);
+    s_process(h, 200, v);
+    ino_t first = s_inode(path);
+    ck_assert(first != 0);
+    s_process(h, 1000, v + 400);
+    ck_assert_uint_ge(ew_harness_counter(h, "iforest_trainings"), 10);
+    ck_assert(s_inode(path) == first); /* ten retrainings, no save */
+    ck_assert_int_eq(ew_harness_flush(h), EW_OK);
+    ck_assert(s_inode(path) != first && s_inode(path) != 0);
+    ew_harness_destroy(&h);
+    free(v);
+    s_rmtree(dir);
+}
+END_TEST
+
 /* A stop (SIGTERM) while a long first training runs: flush waits about a
  * second, then abandons it; nothing is saved. A stop during a short one waits
  * for it and saves it. */
@@ -1001,6 +1034,7 @@ int main(void)
     tcase_add_test(tc, retrains_on_recent_normal_samples);
     tcase_add_test(tc, flush_waits_for_training_and_saves);
     tcase_add_test(tc, stop_abandons_a_long_training_but_waits_for_a_short_one);
+    tcase_add_test(tc, retrained_forests_are_saved_at_most_once_a_minute);
     tcase_add_test(tc, window_rows_are_the_last_samples_oldest_first);
     tcase_add_test(tc, window_rows_are_learnt_only_when_complete);
     tcase_add_test(tc, background_false_is_deterministic_whatever_the_batches);
