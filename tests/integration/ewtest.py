@@ -274,6 +274,17 @@ class EdgewatchTest(unittest.TestCase):
 
     # --- assertions --------------------------------------------------------------
 
+    def mount_tmpfs(self, name, options):
+        """A tmpfs mounted at tmp/<name> with mount options (e.g. "size=12k",
+        "ro,size=1m"), unmounted at cleanup; skips the test without root."""
+        where = os.path.join(self.tmp, name)
+        os.mkdir(where)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", where],
+                          capture_output=True).returncode != 0:
+            self.skipTest("cannot mount a tmpfs (%s) here (needs root)" % options)
+        self.addCleanup(subprocess.run, ["umount", where], capture_output=True)
+        return where
+
     def assertExit(self, result, code):
         """Asserts the exit code of a CompletedProcess, showing its output otherwise."""
         if result.returncode != code:

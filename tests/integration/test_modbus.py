@@ -30,6 +30,17 @@ class ModbusTest(ewtest.EdgewatchTest):
 
     # --- helpers -------------------------------------------------------------------
 
+    def rtu_peer(self):
+        """A socat pty pair with the pymodbus RTU server on one end, at 19200 baud;
+        returns (pty pair, peer)."""
+        pty = peer_modbus.PtyPair(self.tmp)
+        self.addCleanup(pty.kill)
+        pty.start()
+        peer = peer_modbus.ModbusPeer(self.tmp, "rtu", pty.a, baud=19200)
+        self.addCleanup(peer.kill)
+        peer.start()
+        return pty, peer
+
     def tcp_peer(self, port, generation=1):
         peer = peer_modbus.ModbusPeer(self.tmp, "tcp", port, generation)
         self.addCleanup(peer.kill)
@@ -272,21 +283,11 @@ class ModbusTest(ewtest.EdgewatchTest):
     def test_device_slower_than_timeout_over_rtu(self):
         """RTU has no transaction id: only discarding the late reply keeps it from
         being taken as the answer to the next request."""
-        pty = peer_modbus.PtyPair(self.tmp)
-        self.addCleanup(pty.kill)
-        pty.start()
-        peer = peer_modbus.ModbusPeer(self.tmp, "rtu", pty.a, baud=19200)
-        self.addCleanup(peer.kill)
-        peer.start()
+        pty, peer = self.rtu_peer()
         self._device_slower_than_timeout("device = %s\nbaud = 19200\n" % pty.b, peer)
 
     def test_rtu_over_a_pty_pair_reads_the_same_values(self):
-        pty = peer_modbus.PtyPair(self.tmp)
-        self.addCleanup(pty.kill)
-        pty.start()
-        peer = peer_modbus.ModbusPeer(self.tmp, "rtu", pty.a, baud=19200)
-        self.addCleanup(peer.kill)
-        peer.start()
+        pty, _ = self.rtu_peer()
         proc = self.start("run", self.config(
             "device = %s\nbaud = 19200\nparity = none\ndata_bits = 8\nstop_bits = 1\n" % pty.b,
             timeout="1s", retries="2"))

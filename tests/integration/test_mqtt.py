@@ -10,7 +10,6 @@ import os
 import random
 import re
 import signal
-import subprocess
 import time
 
 import ewtest
@@ -288,12 +287,7 @@ input = pump
         """The state volume (a 256 KiB tmpfs) fills before spool_max: the sink
         says so and holds upstream back (nothing dropped); once the broker is
         back, delivering frees the disk and every message arrives exactly once."""
-        small = os.path.join(self.tmp, "small")
-        os.mkdir(small)
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", small],
-                          capture_output=True).returncode != 0:
-            self.skipTest("cannot mount a small tmpfs here (needs root)")
-        self.addCleanup(subprocess.run, ["umount", small], capture_output=True)
+        small = self.mount_tmpfs("small", "size=256k")
         b = self.broker().start()
         self.persistent_subscriber(b)
         b.stop()

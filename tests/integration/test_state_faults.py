@@ -12,7 +12,6 @@ import random
 import shutil
 import signal
 import struct
-import subprocess
 import tempfile
 import time
 import zlib
@@ -106,25 +105,14 @@ input = forest
         self.assertRegex(result.stderr, r"\[forest\]")
 
     def test_read_only_state_folder(self):
-        ro = os.path.join(self.tmp, "ro")
-        os.mkdir(ro)
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", ro],
-                          capture_output=True).returncode != 0:
-            self.skipTest("cannot mount a read-only tmpfs here (needs root)")
-        self.addCleanup(subprocess.run, ["umount", ro], capture_output=True)
+        ro = self.mount_tmpfs("ro", "ro,size=1m")
         result = self.cli("run", self.forest_config(ro, self.write_csv(100)))
         self.assertExit(result, ewtest.EXIT_RUNTIME)
         self.assertIn("state folder unusable", result.stderr)
         self.assertRegex(result.stderr, r"[Rr]ead-only")
 
     def test_full_state_folder_fails_the_save_clearly_and_keeps_scoring(self):
-        small = os.path.join(self.tmp, "small")
-        os.mkdir(small)
-        # Room for the folders but not for a 50-tree model.
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12k", "tmpfs", small],
-                          capture_output=True).returncode != 0:
-            self.skipTest("cannot mount a small tmpfs here (needs root)")
-        self.addCleanup(subprocess.run, ["umount", small], capture_output=True)
+        small = self.mount_tmpfs("small", "size=12k")  # the folders fit, a 50-tree model not
         csv = self.write_csv(3000)
         path = self.forest_config(small, csv, rate=0)
         result = self.cli("run", path, timeout=60)
