@@ -1,6 +1,7 @@
 /* state: per-node state files, saved atomically with a checksummed header, verified on load. */
 #include "state.h"
 
+#include <edgewatch/bytes.h>
 #include <edgewatch/plugin.h>
 
 #include <dirent.h>
@@ -44,34 +45,6 @@ static void s_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-static void s_put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void s_put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t s_get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t s_get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
 }
 
 /* zlib's crc32() takes a uInt length, so feed large buffers in pieces. */
@@ -306,11 +279,11 @@ static void s_build_header(unsigned char *h, const char *plugin, size_t len, uin
 {
     memset(h, 0, STATE_HEADER_SIZE);
     memcpy(h + S_OFF_MAGIC, s_magic, sizeof s_magic);
-    s_put_u32(h + S_OFF_VERSION, STATE_FORMAT_VERSION);
-    s_put_u32(h + S_OFF_HEADER_SIZE, STATE_HEADER_SIZE);
-    s_put_u64(h + S_OFF_LENGTH, (uint64_t)len);
-    s_put_u32(h + S_OFF_PAYLOAD_CRC, payload_crc);
-    s_put_u32(h + S_OFF_HEADER_CRC, s_crc32(h, S_OFF_HEADER_CRC));
+    ew_le_put32(h + S_OFF_VERSION, STATE_FORMAT_VERSION);
+    ew_le_put32(h + S_OFF_HEADER_SIZE, STATE_HEADER_SIZE);
+    ew_le_put64(h + S_OFF_LENGTH, (uint64_t)len);
+    ew_le_put32(h + S_OFF_PAYLOAD_CRC, payload_crc);
+    ew_le_put32(h + S_OFF_HEADER_CRC, s_crc32(h, S_OFF_HEADER_CRC));
     memcpy(h + S_OFF_PLUGIN, plugin, strlen(plugin));
 }
 
@@ -516,19 +489,19 @@ int state_load(const char *dir, const char *file, const char *plugin, void **dat
         snprintf(why, sizeof why, "not an edgewatch state file (bad magic)");
         goto corrupt;
     }
-    if (s_get_u32(h + S_OFF_HEADER_CRC) != s_crc32(h, S_OFF_HEADER_CRC)) {
+    if (ew_le_get32(h + S_OFF_HEADER_CRC) != s_crc32(h, S_OFF_HEADER_CRC)) {
         snprintf(why, sizeof why, "header checksum mismatch");
         goto corrupt;
     }
-    uint32_t version = s_get_u32(h + S_OFF_VERSION);
+    uint32_t version = ew_le_get32(h + S_OFF_VERSION);
     if (version != STATE_FORMAT_VERSION) {
         snprintf(why, sizeof why, "format version %u, this edgewatch reads version %u",
                  (unsigned)version, STATE_FORMAT_VERSION);
         goto corrupt;
     }
-    if (s_get_u32(h + S_OFF_HEADER_SIZE) != STATE_HEADER_SIZE) {
+    if (ew_le_get32(h + S_OFF_HEADER_SIZE) != STATE_HEADER_SIZE) {
         snprintf(why, sizeof why, "header size %u, expected %d",
-                 (unsigned)s_get_u32(h + S_OFF_HEADER_SIZE), STATE_HEADER_SIZE);
+                 (unsigned)ew_le_get32(h + S_OFF_HEADER_SIZE), STATE_HEADER_SIZE);
         goto corrupt;
     }
     /* The plugin field is outside the header CRC, so compare all 32 bytes, padding
@@ -548,7 +521,7 @@ int state_load(const char *dir, const char *file, const char *plugin, void **dat
             snprintf(why, sizeof why, "written by plugin '%s', expected '%.32s'", found, plugin);
         goto corrupt;
     }
-    length = s_get_u64(h + S_OFF_LENGTH);
+    length = ew_le_get64(h + S_OFF_LENGTH);
     /* Trust the length only after checking it against the file actually on disk
      * and the cap: a damaged field must not turn into a giant malloc. */
     if (length > S_PAYLOAD_MAX) {
@@ -575,7 +548,7 @@ int state_load(const char *dir, const char *file, const char *plugin, void **dat
                  (unsigned long long)length);
         goto corrupt;
     }
-    if (s_get_u32(h + S_OFF_PAYLOAD_CRC) != s_crc32(payload, (size_t)length)) {
+    if (ew_le_get32(h + S_OFF_PAYLOAD_CRC) != s_crc32(payload, (size_t)length)) {
         snprintf(why, sizeof why, "payload checksum mismatch");
         goto corrupt;
     }

@@ -2,6 +2,8 @@
  * (layout documented in plugins/autoencoder/README.md, "Model file"). */
 #include "ae_model.h"
 
+#include <edgewatch/bytes.h>
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,21 +47,20 @@ typedef struct s_writer {
 
 static void s_u32(s_writer *w, uint32_t v)
 {
-    for (int i = 0; i < 4; i++)
-        *w->p++ = (unsigned char)(v >> (8 * i));
+    ew_le_put32(w->p, v);
+    w->p += 4;
 }
 
 static void s_u64(s_writer *w, uint64_t v)
 {
-    for (int i = 0; i < 8; i++)
-        *w->p++ = (unsigned char)(v >> (8 * i));
+    ew_le_put64(w->p, v);
+    w->p += 8;
 }
 
 static void s_f64(s_writer *w, double v)
 {
-    uint64_t bits;
-    memcpy(&bits, &v, sizeof bits);
-    s_u64(w, bits);
+    ew_le_put_f64(w->p, v);
+    w->p += 8;
 }
 
 static void s_f64s(s_writer *w, const double *v, size_t n)
@@ -138,9 +139,7 @@ static int s_get_u32(s_reader *r, uint32_t *v)
     const unsigned char *p;
     if (s_take(r, 4, &p) < 0)
         return -1;
-    *v = 0;
-    for (int i = 0; i < 4; i++)
-        *v |= (uint32_t)p[i] << (8 * i);
+    *v = ew_le_get32(p);
     return 0;
 }
 
@@ -149,18 +148,16 @@ static int s_get_u64(s_reader *r, uint64_t *v)
     const unsigned char *p;
     if (s_take(r, 8, &p) < 0)
         return -1;
-    *v = 0;
-    for (int i = 0; i < 8; i++)
-        *v |= (uint64_t)p[i] << (8 * i);
+    *v = ew_le_get64(p);
     return 0;
 }
 
 static int s_get_f64(s_reader *r, double *v)
 {
-    uint64_t bits;
-    if (s_get_u64(r, &bits) < 0)
+    const unsigned char *p;
+    if (s_take(r, 8, &p) < 0)
         return -1;
-    memcpy(v, &bits, sizeof *v);
+    *v = ew_le_get_f64(p);
     return 0;
 }
 

@@ -2,6 +2,8 @@
  * format, written to score exactly as scikit-learn 1.2's IsolationForest. */
 #include "forest.h"
 
+#include <edgewatch/bytes.h>
+
 #include "ewp_rng.h"
 
 #include <math.h>
@@ -315,49 +317,6 @@ double ifo_score_from_sum(const ifo_forest *f, double sum)
 
 /* --- model format --------------------------------------------------------- */
 
-static void s_put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void s_put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void s_put_f64(unsigned char *p, double v)
-{
-    uint64_t u;
-    memcpy(&u, &v, sizeof u);
-    s_put_u64(p, u);
-}
-
-static uint32_t s_get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t s_get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static double s_get_f64(const unsigned char *p)
-{
-    uint64_t u = s_get_u64(p);
-    double v;
-    memcpy(&v, &u, sizeof v);
-    return v;
-}
-
 int ifo_serialize(const ifo_forest *f, unsigned char **out, size_t *len)
 {
     const bool v2 = f->window > 1;
@@ -368,28 +327,28 @@ int ifo_serialize(const ifo_forest *f, unsigned char **out, size_t *len)
     if (!buf)
         return -1;
     memcpy(buf, s_magic, sizeof s_magic);
-    s_put_u32(buf + 8, v2 ? IFO_FORMAT_VERSION_WINDOW : IFO_FORMAT_VERSION);
-    s_put_u32(buf + 12, f->flags);
-    s_put_u32(buf + 16, f->n_features);
-    s_put_u32(buf + 20, f->n_trees);
-    s_put_u64(buf + 24, f->sample_size);
-    s_put_f64(buf + 32, f->threshold);
-    s_put_u64(buf + 40, f->schema_hash);
+    ew_le_put32(buf + 8, v2 ? IFO_FORMAT_VERSION_WINDOW : IFO_FORMAT_VERSION);
+    ew_le_put32(buf + 12, f->flags);
+    ew_le_put32(buf + 16, f->n_features);
+    ew_le_put32(buf + 20, f->n_trees);
+    ew_le_put64(buf + 24, f->sample_size);
+    ew_le_put_f64(buf + 32, f->threshold);
+    ew_le_put64(buf + 40, f->schema_hash);
     if (v2)
-        s_put_u32(buf + 48, f->window);
+        ew_le_put32(buf + 48, f->window);
     unsigned char *p = buf + header;
     for (uint32_t t = 0; t < f->n_trees; t++) {
         uint32_t start = f->tree_start[t], count = f->tree_start[t + 1] - start;
-        s_put_u32(p, count);
+        ew_le_put32(p, count);
         p += S_TREE_HEADER_SIZE;
         for (uint32_t k = 0; k < count; k++, p += S_NODE_SIZE) {
             const ifo_node *node = &f->nodes[start + k];
             bool leaf = node->child == k;
-            s_put_u32(p, leaf ? UINT32_MAX : node->child);           /* left, -1 = leaf */
-            s_put_u32(p + 4, leaf ? UINT32_MAX : node->child + 1);   /* right */
-            s_put_u32(p + 8, leaf ? UINT32_MAX : node->feature);     /* feature */
-            s_put_f64(p + 16, leaf ? 0.0 : node->thr);
-            s_put_u64(p + 24, f->node_samples[start + k]);
+            ew_le_put32(p, leaf ? UINT32_MAX : node->child);           /* left, -1 = leaf */
+            ew_le_put32(p + 4, leaf ? UINT32_MAX : node->child + 1);   /* right */
+            ew_le_put32(p + 8, leaf ? UINT32_MAX : node->feature);     /* feature */
+            ew_le_put_f64(p + 16, leaf ? 0.0 : node->thr);
+            ew_le_put64(p + 24, f->node_samples[start + k]);
         }
     }
     *out = buf;
@@ -410,10 +369,10 @@ int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t 
         s_err(err, errlen, "not an edgewatch isolation forest model (bad magic)");
         return -1;
     }
-    uint32_t version = s_get_u32(b + 8), flags = s_get_u32(b + 12);
-    uint32_t nf = s_get_u32(b + 16), n_trees = s_get_u32(b + 20);
-    uint64_t sample_size = s_get_u64(b + 24);
-    double threshold = s_get_f64(b + 32);
+    uint32_t version = ew_le_get32(b + 8), flags = ew_le_get32(b + 12);
+    uint32_t nf = ew_le_get32(b + 16), n_trees = ew_le_get32(b + 20);
+    uint64_t sample_size = ew_le_get64(b + 24);
+    double threshold = ew_le_get_f64(b + 32);
     if (version != IFO_FORMAT_VERSION && version != IFO_FORMAT_VERSION_WINDOW) {
         s_err(err, errlen, "model format version %u, this edgewatch reads versions %d and %d",
               (unsigned)version, IFO_FORMAT_VERSION, IFO_FORMAT_VERSION_WINDOW);
@@ -427,8 +386,8 @@ int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t 
                   "version 2", len, S_HEADER_SIZE_V2);
             return -1;
         }
-        window = s_get_u32(b + 48);
-        if (window < 1 || nf % window != 0 || s_get_u32(b + 52) != 0) {
+        window = ew_le_get32(b + 48);
+        if (window < 1 || nf % window != 0 || ew_le_get32(b + 52) != 0) {
             s_err(err, errlen, "window %u does not divide the %u features (or the reserved "
                   "field is not 0)", (unsigned)window, (unsigned)nf);
             return -1;
@@ -459,7 +418,7 @@ int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t 
             s_err(err, errlen, "truncated in the header of tree %u (byte %zu)", (unsigned)t, off);
             return -1;
         }
-        uint32_t count = s_get_u32(b + off);
+        uint32_t count = ew_le_get32(b + off);
         off += S_TREE_HEADER_SIZE;
         if (count < 1 || count > (len - off) / S_NODE_SIZE) {
             s_err(err, errlen, "tree %u claims %u nodes but only %zu bytes follow", (unsigned)t,
@@ -491,14 +450,14 @@ int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t 
     f->flags = flags;
     f->window = window;
     f->threshold = threshold;
-    f->schema_hash = s_get_u64(b + 40);
+    f->schema_hash = ew_le_get64(b + 40);
     /* Pass 2: breadth first from the root, so that each node is reached once and
      * the two children of a node get adjacent indices; the queue position is the
      * node's new index. No recursion: the depth is checked, never used as stack. */
     off = header;
     size_t used = 0;
     for (uint32_t t = 0; t < n_trees; t++) {
-        uint32_t count = s_get_u32(b + off);
+        uint32_t count = ew_le_get32(b + off);
         const unsigned char *rec = b + off + S_TREE_HEADER_SIZE;
         off += S_TREE_HEADER_SIZE + (size_t)count * S_NODE_SIZE;
         memset(seen, 0, count);
@@ -511,10 +470,10 @@ int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t 
         for (; head < tail; head++) {
             uint32_t k = queue[head];
             const unsigned char *r = rec + (size_t)k * S_NODE_SIZE;
-            int32_t left = (int32_t)s_get_u32(r), right = (int32_t)s_get_u32(r + 4);
-            uint32_t feature = s_get_u32(r + 8);
-            double thr = s_get_f64(r + 16);
-            uint64_t samples = s_get_u64(r + 24);
+            int32_t left = (int32_t)ew_le_get32(r), right = (int32_t)ew_le_get32(r + 4);
+            uint32_t feature = ew_le_get32(r + 8);
+            double thr = ew_le_get_f64(r + 16);
+            uint64_t samples = ew_le_get64(r + 24);
             unsigned d = depth[head];
             if (d > deepest)
                 deepest = d;

@@ -1,6 +1,8 @@
 /* spool: segment files of checksummed records and a cursor; see spool.h for the contract. */
 #include "spool.h"
 
+#include <edgewatch/bytes.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -55,29 +57,12 @@ static int64_t s_mono(void)
     return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-static void s_put32(unsigned char *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-
-static uint32_t s_get32(const unsigned char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static uint64_t s_get64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
 static uint32_t s_crc(uint64_t seq, const void *data, size_t len)
 {
+    unsigned char le[8];
+    ew_le_put64(le, seq);
     uLong c = crc32(0L, Z_NULL, 0);
-    c = crc32(c, (const Bytef *)&seq, 8);
+    c = crc32(c, le, 8);
     c = crc32(c, (const Bytef *)data, (uInt)len);
     return (uint32_t)c;
 }
@@ -144,8 +129,8 @@ static int s_scan(spool *sp, uint64_t first, spool_recovery *rec, char *err, siz
         unsigned char h[S_HDR];
         if (pread(fd, h, S_HDR, (off_t)off) != S_HDR)
             break;
-        uint32_t len = s_get32(h + 4);
-        if (s_get32(h) != S_MAGIC || len > S_MAX_RECORD || s_get64(h + 8) != seq ||
+        uint32_t len = ew_le_get32(h + 4);
+        if (ew_le_get32(h) != S_MAGIC || len > S_MAX_RECORD || ew_le_get64(h + 8) != seq ||
             off + S_HDR + len > size)
             break;
         if (!s_grow((void **)&sp->rbuf, &sp->rcap, len + 1)) {
@@ -154,7 +139,7 @@ static int s_scan(spool *sp, uint64_t first, spool_recovery *rec, char *err, siz
             return -1;
         }
         if (pread(fd, sp->rbuf, len, (off_t)(off + S_HDR)) != (ssize_t)len ||
-            s_crc(seq, sp->rbuf, len) != s_get32(h + 16))
+            s_crc(seq, sp->rbuf, len) != ew_le_get32(h + 16))
             break;
         off += S_HDR + len;
         seq++;
@@ -177,10 +162,9 @@ static int s_scan(spool *sp, uint64_t first, spool_recovery *rec, char *err, siz
 static void s_write_cursor(spool *sp, bool sync)
 {
     unsigned char c[16];
-    uint64_t v = sp->acked;
-    memcpy(c, &v, 8);
-    s_put32(c + 8, S_CURSOR_MAGIC);
-    s_put32(c + 12, (uint32_t)crc32(0L, c, 12));
+    ew_le_put64(c, sp->acked);
+    ew_le_put32(c + 8, S_CURSOR_MAGIC);
+    ew_le_put32(c + 12, (uint32_t)crc32(0L, c, 12));
     /* 16 bytes at offset 0 land in one page; the checksum catches the unlikely tear. */
     if (pwrite(sp->cfd, c, sizeof c, 0) != (ssize_t)sizeof c)
         return; /* the previous cursor stays: more resends, nothing lost */
@@ -317,9 +301,9 @@ int spool_open(spool **out, const char *dir, uint64_t max_bytes, spool_recovery 
     }
     unsigned char c[16];
     bool have_cursor = pread(sp->cfd, c, sizeof c, 0) == (ssize_t)sizeof c &&
-                       s_get32(c + 8) == S_CURSOR_MAGIC && s_get32(c + 12) == (uint32_t)crc32(0L, c, 12);
+                       ew_le_get32(c + 8) == S_CURSOR_MAGIC && ew_le_get32(c + 12) == (uint32_t)crc32(0L, c, 12);
     if (have_cursor)
-        sp->acked = s_get64(c);
+        sp->acked = ew_le_get64(c);
     /* Drop empty segments other than the last, then make sure one exists to write to. */
     for (size_t i = 0; sp->nsegs > 1 && i + 1 < sp->nsegs;) {
         if (sp->segs[i].end == sp->segs[i].first)
@@ -446,11 +430,11 @@ int spool_append(spool *sp, const spool_rec *recs, size_t n, bool drop_oldest, u
     for (size_t i = 0; i < n; i++) {
         unsigned char *h = (unsigned char *)sp->wbuf + off;
         uint64_t seq = first + i;
-        s_put32(h, S_MAGIC);
-        s_put32(h + 4, (uint32_t)recs[i].len);
-        memcpy(h + 8, &seq, 8);
-        s_put32(h + 16, s_crc(seq, recs[i].data, recs[i].len));
-        s_put32(h + 20, 0);
+        ew_le_put32(h, S_MAGIC);
+        ew_le_put32(h + 4, (uint32_t)recs[i].len);
+        ew_le_put64(h + 8, seq);
+        ew_le_put32(h + 16, s_crc(seq, recs[i].data, recs[i].len));
+        ew_le_put32(h + 20, 0);
         memcpy(h + S_HDR, recs[i].data, recs[i].len);
         off += S_HDR + recs[i].len;
     }
@@ -532,7 +516,7 @@ static long s_locate(spool *sp, char *err, size_t errlen)
             snprintf(err, errlen, "spool segment %s/%s is shorter than recorded", sp->dir, name);
             return -2;
         }
-        off += S_HDR + s_get32(h + 4);
+        off += S_HDR + ew_le_get32(h + 4);
     }
     sp->roff = off;
     return (long)i;
@@ -552,8 +536,8 @@ int spool_read(spool *sp, uint64_t *seq, const void **data, size_t *len, char *e
         snprintf(err, errlen, "cannot read the spool in %s: %s", sp->dir, strerror(errno));
         goto out;
     }
-    uint32_t n = s_get32(h + 4);
-    if (s_get32(h) != S_MAGIC || s_get64(h + 8) != sp->rseq || n > S_MAX_RECORD) {
+    uint32_t n = ew_le_get32(h + 4);
+    if (ew_le_get32(h) != S_MAGIC || ew_le_get64(h + 8) != sp->rseq || n > S_MAX_RECORD) {
         snprintf(err, errlen, "spool record %" PRIu64 " in %s has a bad header", sp->rseq, sp->dir);
         goto out;
     }
@@ -562,7 +546,7 @@ int spool_read(spool *sp, uint64_t *seq, const void **data, size_t *len, char *e
         goto out;
     }
     if (pread(sp->rfd, sp->rbuf, n, (off_t)(sp->roff + S_HDR)) != (ssize_t)n ||
-        s_crc(sp->rseq, sp->rbuf, n) != s_get32(h + 16)) {
+        s_crc(sp->rseq, sp->rbuf, n) != ew_le_get32(h + 16)) {
         snprintf(err, errlen, "spool record %" PRIu64 " in %s fails its checksum", sp->rseq, sp->dir);
         goto out;
     }
