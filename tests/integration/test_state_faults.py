@@ -70,7 +70,7 @@ input = forest
         rnd = random.Random(1234)
         node_dir = os.path.join(self.state_dir, "forest")
         saved_seen = 0
-        for i in range(12):
+        for i in range(40):
             proc = self.start("run", path)
             time.sleep(rnd.uniform(0.05, 0.6))
             proc.kill()
