@@ -7,22 +7,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_files.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char path[] = "/tmp/ew-fuzz-csv-XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0)
+    char path[64];
+    if (fuzz_temp_file("csv", data, size, path, sizeof path) < 0)
         return 0;
-    size_t off = 0;
-    while (off < size) {
-        ssize_t n = write(fd, data + off, size - off);
-        if (n <= 0)
-            break;
-        off += (size_t)n;
-    }
-    close(fd);
     ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
     if (h) {
         ew_harness_option(h, "path", path);

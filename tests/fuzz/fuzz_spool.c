@@ -3,43 +3,15 @@
  * and appended to as the sink would. */
 #include "../../plugins/mqtt/spool.h"
 
-#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_files.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* Removes the files of the folder and the folder. */
-static void s_rmdir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char p[512];
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
-static void s_write(const char *dir, const char *name, const uint8_t *data, size_t len)
-{
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "wb");
-    if (f) {
-        fwrite(data, 1, len, f);
-        fclose(f);
-    }
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -56,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!mkdtemp(dir))
         return 0;
     if ((sel & 1) && left >= 16) {
-        s_write(dir, "cursor", p, 16);
+        fuzz_write(dir, "cursor", p, 16);
         p += 16;
         left -= 16;
     }
@@ -65,10 +37,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char name[32];
     size_t half = sel & 8 ? left / 2 : left;
     snprintf(name, sizeof name, "seg-%016llx", (unsigned long long)first);
-    s_write(dir, name, p, half);
+    fuzz_write(dir, name, p, half);
     if (sel & 8) {
         snprintf(name, sizeof name, "seg-%016llx", (unsigned long long)first + 1);
-        s_write(dir, name, p + half, left - half);
+        fuzz_write(dir, name, p + half, left - half);
     }
     static const uint64_t bounds[4] = {1u << 20, 4096, 64, 1u << 30};
     spool *sp = NULL;
@@ -93,6 +65,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             n++;
         spool_close(&sp);
     }
-    s_rmdir(dir);
+    fuzz_rmdir(dir);
     return 0;
 }
