@@ -118,6 +118,25 @@ ew_harness *ptest_open(const char *state_dir, size_t nch, const char *const *nam
     return h;
 }
 
+ew_harness *ptest_open_source(const char *key, const char *value, const char *const *kv,
+                              int *rc)
+{
+    ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
+    ck_assert_ptr_nonnull(h);
+    bool given = false;
+    ptest_options(h, kv);
+    for (size_t i = 0; kv && kv[i]; i += 2)
+        given |= strcmp(kv[i], key) == 0;
+    if (!given)
+        ck_assert_int_eq(ew_harness_option(h, key, value), EW_OK);
+    int r = ew_harness_init(h);
+    if (rc)
+        *rc = r;
+    else
+        PTEST_ASSERT_INIT(h, r);
+    return h;
+}
+
 void ptest_nap(void)
 {
     struct timespec ts = {0, 2000000};

@@ -49,6 +49,12 @@ void ptest_options(ew_harness *h, const char *const *kv);
 ew_harness *ptest_open(const char *state_dir, size_t nch, const char *const *names,
                        const char *const *kv, int *rc);
 
+/* A source harness (no state folder, no input) with options `kv`, plus `key` = `value`
+ * unless kv sets `key` itself, then init: its code goes to *rc, or, when rc is NULL, is
+ * asserted EW_OK. */
+ew_harness *ptest_open_source(const char *key, const char *value, const char *const *kv,
+                              int *rc);
+
 /* Asserts init's code `rc` is EW_OK (a macro, so a failure names the test's line). */
 #define PTEST_ASSERT_INIT(h, rc) \
     ck_assert_msg((rc) == EW_OK, "init failed (%d): %s", (rc), ew_harness_error(h))

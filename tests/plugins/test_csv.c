@@ -46,24 +46,12 @@ static void s_write(const char *text)
  * (NULL-terminated pairs); init's code in *rc. */
 static ew_harness *s_open(const char *const *kv, int *rc)
 {
-    ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
-    ck_assert_ptr_nonnull(h);
-    bool has_path = false;
-    ptest_options(h, kv);
-    for (size_t i = 0; kv && kv[i]; i += 2)
-        has_path |= strcmp(kv[i], "path") == 0;
-    if (!has_path)
-        ew_harness_option(h, "path", s_path);
-    *rc = ew_harness_init(h);
-    return h;
+    return ptest_open_source("path", s_path, kv, rc);
 }
 
 static ew_harness *s_make(const char *const *kv)
 {
-    int rc;
-    ew_harness *h = s_open(kv, &rc);
-    PTEST_ASSERT_INIT(h, rc);
-    return h;
+    return ptest_open_source("path", s_path, kv, NULL);
 }
 
 static char *s_init_error(const char *const *kv)

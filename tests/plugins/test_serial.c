@@ -72,20 +72,12 @@ static void s_teardown(void)
 /* A harness on s_link with NULL-terminated option pairs; init's code in *rc. */
 static ew_harness *s_open(const char *const *kv, int *rc)
 {
-    ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
-    ck_assert_ptr_nonnull(h);
-    ck_assert_int_eq(ew_harness_option(h, "device", s_link), EW_OK);
-    ptest_options(h, kv);
-    *rc = ew_harness_init(h);
-    return h;
+    return ptest_open_source("device", s_link, kv, rc);
 }
 
 static ew_harness *s_make(const char *const *kv)
 {
-    int rc;
-    ew_harness *h = s_open(kv, &rc);
-    PTEST_ASSERT_INIT(h, rc);
-    return h;
+    return ptest_open_source("device", s_link, kv, NULL);
 }
 
 /* Produces until `lines` lines were read (good or bad): pty bytes reach the

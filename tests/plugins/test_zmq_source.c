@@ -48,24 +48,12 @@ static void s_send(void *s, const char *topic, const char *payload)
 
 static ew_harness *s_open(const char *const *kv, int *rc)
 {
-    ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
-    ck_assert_ptr_nonnull(h);
-    bool has_ep = false;
-    ptest_options(h, kv);
-    for (size_t i = 0; kv && kv[i]; i += 2)
-        has_ep |= strcmp(kv[i], "endpoint") == 0;
-    if (!has_ep)
-        ew_harness_option(h, "endpoint", s_ep);
-    *rc = ew_harness_init(h);
-    return h;
+    return ptest_open_source("endpoint", s_ep, kv, rc);
 }
 
 static ew_harness *s_make(const char *const *kv)
 {
-    int rc;
-    ew_harness *h = s_open(kv, &rc);
-    PTEST_ASSERT_INIT(h, rc);
-    return h;
+    return ptest_open_source("endpoint", s_ep, kv, NULL);
 }
 
 /* Produces until `n` messages were received (good or bad); fails after 10 s. */
