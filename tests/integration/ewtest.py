@@ -93,6 +93,15 @@ def json_lines(path):
         return [json.loads(line) for line in f]
 
 
+def whole_json_lines(path):
+    """The JSON objects of the complete lines of a JSON-lines file still being
+    written ([] before it exists): a last line without its newline is left out."""
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.endswith("\n")]
+
+
 def count_lines(path):
     with open(path, "rb") as f:
         return sum(1 for _ in f)
@@ -273,6 +282,17 @@ class EdgewatchTest(unittest.TestCase):
             time.sleep(0.1)
 
     # --- assertions --------------------------------------------------------------
+
+    def wait_for(self, cond, proc, what, timeout=15.0):
+        """Polls cond() every 50 ms until it is true; fails naming `what` when
+        edgewatch exits first or after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if not proc.running():
+                self.fail("edgewatch exited while waiting for %s\n%s" % (what, proc.output()))
+            if time.monotonic() > deadline:
+                self.fail("timed out after %ss waiting for %s\n%s" % (timeout, what, proc.output()))
+            time.sleep(0.05)
 
     def mount_tmpfs(self, name, options):
         """A tmpfs mounted at tmp/<name> with mount options (e.g. "size=12k",

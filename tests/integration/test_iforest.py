@@ -5,7 +5,6 @@ restart, relearns when the state file is corrupt, and shows `learning` in /healt
 import glob
 import os
 import random
-import signal
 import textwrap
 import time
 
@@ -56,22 +55,13 @@ class IforestTest(ewtest.EdgewatchTest):
     def state_files(self, pattern="forest.bin"):
         return glob.glob(os.path.join(self.state_dir, "**", pattern), recursive=True)
 
-    def wait_for(self, what, cond, proc, timeout=60):
-        deadline = time.monotonic() + timeout
-        while not cond():
-            if time.monotonic() > deadline:
-                self.fail("%s not within %ss\n%s" % (what, timeout, proc.output()))
-            if not proc.running():
-                self.fail("edgewatch exited before %s\n%s" % (what, proc.output()))
-            time.sleep(0.05)
-
     def test_restart_after_sigkill_scores_from_the_first_sample(self):
         # Run 1, paced so that it is still running when the model is saved.
         proc = self.start("run", self.config(rate=1000))
-        self.wait_for("the model file", lambda: self.state_files(), proc)
+        self.wait_for(lambda: self.state_files(), proc, "the model file", timeout=60)
         # Let some samples be scored with the trained model, then kill it hard.
-        self.wait_for("scored samples", lambda: any(
-            l["score"] > 0 for l in self.lines()), proc)
+        self.wait_for(lambda: any(l["score"] > 0 for l in self.lines()), proc, "scored samples",
+                      timeout=60)
         time.sleep(0.3)
         proc.kill()
         first = self.lines()
@@ -179,13 +169,8 @@ class IforestTest(ewtest.EdgewatchTest):
         self.assertGreater(min(outliers), normal[int(len(normal) * 0.99)])
 
     def lines(self):
-        if not os.path.exists(self.out):
-            return []
-        with open(self.out, encoding="utf-8") as f:
-            text = f.read()
-        # A SIGKILL may cut the last line: keep complete ones.
-        import json
-        return [json.loads(l) for l in text.split("\n")[:-1] if l]
+        # A SIGKILL may cut the last line: only complete ones count.
+        return ewtest.whole_json_lines(self.out)
 
 
 if __name__ == "__main__":

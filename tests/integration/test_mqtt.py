@@ -129,7 +129,7 @@ input = pump
         self.assertEqual(status, 200, health)
         self.assertEqual(health["status"], "ok", health)
         self.assertNotIn("reason", health["nodes"]["up"], health)
-        received = sub.wait_for(range(1, count + 1), 90)
+        sub.wait_for(range(1, count + 1), 90)
         self.assertEqual(self.wait_exit(proc, 60), ewtest.EXIT_OK, proc.output())
         self.assertIds(sub.wait_quiet(), range(1, count + 1))
         self.assertEqual(sub.topics, {"plant/pump/alerts"})
@@ -158,7 +158,7 @@ input = pump
         b.stop()
         time.sleep(1.5)
         b.start()
-        received = sub.wait_for(range(1, count + 1), 90)
+        sub.wait_for(range(1, count + 1), 90)
         self.assertEqual(self.wait_exit(proc, 60), ewtest.EXIT_OK, proc.output())
         # At most the unacknowledged window is sent twice, once per outage.
         self.assertIds(sub.wait_quiet(), range(1, count + 1), max_duplicates=inflight)
@@ -324,7 +324,7 @@ input = pump
         count = 2000
         path = self.config("mqtts://127.0.0.1:%d" % b.port, count, ca_file=tls["ca"])
         proc = self.start("run", path)
-        received = sub.wait_for(range(1, count + 1), 60)
+        sub.wait_for(range(1, count + 1), 60)
         self.assertEqual(self.wait_exit(proc, 60), ewtest.EXIT_OK, proc.output())
         self.assertIds(sub.wait_quiet(), range(1, count + 1))
 

@@ -5,10 +5,8 @@ device disappearing (retrying in /health); starting it again under the same
 link names brings it back and reading resumes."""
 
 import json
-import math
 import os
 import re
-import time
 
 import ewtest
 import peer_serial
@@ -47,20 +45,8 @@ flush = line
         self.wait_for(lambda: "opened at 115200 baud" in proc.stderr(), proc, "device opened")
         return proc
 
-    def wait_for(self, cond, proc, what, timeout=15.0):
-        deadline = time.monotonic() + timeout
-        while not cond():
-            if not proc.running():
-                self.fail("edgewatch exited while waiting for %s\n%s" % (what, proc.output()))
-            if time.monotonic() > deadline:
-                self.fail("timed out waiting for %s\n%s" % (what, proc.output()))
-            time.sleep(0.05)
-
     def lines_out(self):
-        if not os.path.exists(self.out):
-            return []
-        with open(self.out, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.endswith("\n")]
+        return ewtest.whole_json_lines(self.out)
 
     def wait_lines(self, proc, n):
         self.wait_for(lambda: len(self.lines_out()) >= n, proc, "%d output lines" % n)

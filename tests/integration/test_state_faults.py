@@ -9,10 +9,7 @@ and both exit 0."""
 import glob
 import os
 import random
-import shutil
-import signal
 import struct
-import tempfile
 import time
 import zlib
 

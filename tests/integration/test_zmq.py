@@ -3,7 +3,6 @@ a publisher over tcp:// with topic filters (other topics are never received),
 a pusher over ipc:// into a bound PULL, json and csv payloads, malformed
 messages counted and skipped; edgewatch writes what it receives to a jsonl file."""
 
-import json
 import os
 import re
 import time
@@ -39,20 +38,8 @@ flush = line
         self.assertExit(self.cli("check", path), ewtest.EXIT_OK)
         return self.start("run", path)
 
-    def wait_for(self, cond, proc, what, timeout=15.0):
-        deadline = time.monotonic() + timeout
-        while not cond():
-            if not proc.running():
-                self.fail("edgewatch exited while waiting for %s\n%s" % (what, proc.output()))
-            if time.monotonic() > deadline:
-                self.fail("timed out waiting for %s\n%s" % (what, proc.output()))
-            time.sleep(0.05)
-
     def lines_out(self):
-        if not os.path.exists(self.out):
-            return []
-        with open(self.out, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.endswith("\n")]
+        return ewtest.whole_json_lines(self.out)
 
     def metrics(self):
         status, _, body = ewtest.http_request(self.port, "GET", "/metrics")
