@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "fuzz_files.h"
+#include "tempfiles.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fuzz_files.h"
+#include "tempfiles.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,5 +1,5 @@
-/* fuzz_files: the temporary files and folders the harnesses hand their input in. */
-#include "fuzz_files.h"
+/* tempfiles: the temporary files and folders the harnesses hand their input in. */
+#include "tempfiles.h"
 
 #include <dirent.h>
 #include <stdio.h>

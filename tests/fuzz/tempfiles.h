@@ -1,6 +1,6 @@
-/* fuzz_files: the temporary files and folders the harnesses hand their input in. */
-#ifndef FUZZ_FILES_H
-#define FUZZ_FILES_H
+/* tempfiles: the temporary files and folders the harnesses hand their input in. */
+#ifndef FUZZ_TEMPFILES_H
+#define FUZZ_TEMPFILES_H
 
 #include <stddef.h>
 #include <stdint.h>
