@@ -76,6 +76,10 @@ struct ew_harness {
     double *scores;
     uint8_t *flags;
     double *extra;
+    double *raw;            /* ABI 1.2 outputs of the last process call */
+    double *contrib;
+    uint8_t *learn_flags;
+    bool score_calibrated;
 
     struct ew_counter **counters;
     size_t ncounters;
@@ -401,6 +405,11 @@ static bool s_host_stopping(ew_node *node)
     return node->h->stop;
 }
 
+static void s_host_set_score_calibrated(ew_node *node, bool calibrated)
+{
+    node->h->score_calibrated = calibrated;
+}
+
 static void s_host_set_learning(ew_node *node, bool learning)
 {
     node->h->learning = learning;
@@ -466,6 +475,7 @@ ew_harness *ew_harness_new(const ew_plugin *plugin, const char *state_dir)
         .set_learning = s_host_set_learning,
         .state_path = s_host_state_path,
         .set_degraded = s_host_set_degraded,
+        .set_score_calibrated = s_host_set_score_calibrated,
     };
     h->in_schema.score_index = h->in_schema.anomaly_index = -1;
     h->out_schema.score_index = h->out_schema.anomaly_index = -1;
@@ -740,24 +750,34 @@ int ew_harness_process(ew_harness *h, size_t count, const int64_t *ts, const dou
     int rc = s_require(h, EW_KIND_DETECTOR, "ew_harness_process");
     if (rc != EW_OK)
         return rc;
-    size_t nextra = h->extras.count;
+    size_t nextra = h->extras.count, nin = h->in_schema.channels;
+    size_t rows = count ? count : 1;
     free(h->scores);
     free(h->flags);
     free(h->extra);
-    h->scores = malloc((count ? count : 1) * sizeof *h->scores);
-    h->flags = calloc(count ? count : 1, sizeof *h->flags);
-    h->extra = nextra ? malloc((count ? count : 1) * nextra * sizeof *h->extra) : NULL;
-    if (!h->scores || !h->flags || (nextra && !h->extra)) {
+    free(h->raw);
+    free(h->contrib);
+    free(h->learn_flags);
+    h->scores = malloc(rows * sizeof *h->scores);
+    h->flags = calloc(rows, sizeof *h->flags);
+    h->extra = nextra ? malloc(rows * nextra * sizeof *h->extra) : NULL;
+    h->raw = malloc(rows * sizeof *h->raw);
+    h->contrib = malloc(rows * (nin ? nin : 1) * sizeof *h->contrib);
+    h->learn_flags = calloc(rows, sizeof *h->learn_flags);
+    if (!h->scores || !h->flags || (nextra && !h->extra) || !h->raw || !h->contrib || !h->learn_flags) {
         s_error(h, "ew_harness_process: out of memory for %zu samples", count);
         return EW_ERR;
     }
     /* NaN marks anything the plugin forgot to write. */
     for (size_t i = 0; i < count; i++)
-        h->scores[i] = NAN;
+        h->scores[i] = h->raw[i] = NAN;
     for (size_t i = 0; i < count * nextra; i++)
         h->extra[i] = NAN;
+    for (size_t i = 0; i < count * nin; i++)
+        h->contrib[i] = NAN;
     ew_scores out = {.score = h->scores, .anomaly = h->flags, .extra = h->extra,
-                     .extra_channels = nextra};
+                     .extra_channels = nextra, .raw = h->raw, .contrib = h->contrib,
+                     .contrib_channels = nin, .learning = h->learn_flags};
     ew_batch in = s_batch(h, count, ts, values);
     return h->plugin->process(h->self, &in, &out);
 }
@@ -775,6 +795,26 @@ const uint8_t *ew_harness_flags(const ew_harness *h)
 const double *ew_harness_extra(const ew_harness *h)
 {
     return h ? h->extra : NULL;
+}
+
+const double *ew_harness_raw(const ew_harness *h)
+{
+    return h ? h->raw : NULL;
+}
+
+const double *ew_harness_contrib(const ew_harness *h)
+{
+    return h ? h->contrib : NULL;
+}
+
+const uint8_t *ew_harness_learning_flags(const ew_harness *h)
+{
+    return h ? h->learn_flags : NULL;
+}
+
+bool ew_harness_score_calibrated(const ew_harness *h)
+{
+    return h && h->score_calibrated;
 }
 
 int ew_harness_consume(ew_harness *h, size_t count, const int64_t *ts, const double *values)
@@ -851,6 +891,9 @@ void ew_harness_destroy(ew_harness **hp)
     free(h->scores);
     free(h->flags);
     free(h->extra);
+    free(h->raw);
+    free(h->contrib);
+    free(h->learn_flags);
     for (size_t i = 0; i < h->ncounters; i++)
         free(h->counters[i]);
     free(h->counters);

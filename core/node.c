@@ -368,6 +368,11 @@ static void s_api_set_degraded(ew_node *n, const char *reason)
               reason ? reason : "");
 }
 
+static void s_api_set_score_calibrated(ew_node *n, bool calibrated)
+{
+    n->score_calibrated = calibrated;
+}
+
 static const char *s_api_state_path(ew_node *n)
 {
     return s_state_dir(n) == 0 ? n->state_path : NULL;
@@ -394,6 +399,7 @@ static const ew_host s_host = {
     .set_learning = s_api_set_learning,
     .state_path = s_api_state_path,
     .set_degraded = s_api_set_degraded,
+    .set_score_calibrated = s_api_set_score_calibrated,
 };
 
 const ew_host *node_host_api(void)
@@ -686,14 +692,24 @@ static int s_scratch(ew_node *n, size_t count, size_t channels)
     free(n->scores);
     free(n->flags);
     free(n->extra);
+    free(n->raw);
+    free(n->contrib);
+    free(n->learn_flags);
     free(n->filter_ts);
     free(n->filter_values);
+    size_t nin = n->n_in ? n->in_schemas[0]->channels : 1;
     n->scores = malloc(cap * sizeof *n->scores);
     n->flags = malloc(cap);
     n->extra = malloc(cap * (n->n_extra ? n->n_extra : 1) * sizeof *n->extra);
+    n->raw = malloc(cap * sizeof *n->raw);
+    n->contrib = malloc(cap * (nin ? nin : 1) * sizeof *n->contrib);
+    n->learn_flags = malloc(cap);
     n->filter_ts = malloc(cap * sizeof *n->filter_ts);
     n->filter_values = malloc(cap * (channels ? channels : 1) * sizeof *n->filter_values);
-    n->scratch_cap = n->scores && n->flags && n->extra && n->filter_ts && n->filter_values ? cap : 0;
+    n->scratch_cap = n->scores && n->flags && n->extra && n->raw && n->contrib && n->learn_flags && n->filter_ts &&
+                             n->filter_values
+                         ? cap
+                         : 0;
     return n->scratch_cap ? 0 : -1;
 }
 
@@ -706,10 +722,15 @@ static int s_detect(ew_node *n, const ew_batch *in)
         snprintf(n->error, sizeof n->error, "out of memory for a batch of %zu samples", count);
         return EW_ERR;
     }
-    ew_scores out = {n->scores, n->flags, n->n_extra ? n->extra : NULL, n->n_extra};
+    size_t nin = in->schema->channels;
+    ew_scores out = {n->scores, n->flags, n->n_extra ? n->extra : NULL, n->n_extra, n->raw, n->contrib, nin,
+                     n->learn_flags};
     memset(n->flags, 0, count);
+    memset(n->learn_flags, 0, count);
     for (size_t i = 0; i < count; i++)
-        n->scores[i] = 0;
+        n->scores[i] = n->raw[i] = NAN;
+    for (size_t i = 0; i < count * nin; i++)
+        n->contrib[i] = NAN;
     int64_t t0 = s_mono();
     n->error[0] = '\0';
     int rc = n->plugin.desc->process(n->self, in, &out);
@@ -899,8 +920,14 @@ static void s_free_runtime_parts(ew_node *n)
     free(n->scores);
     free(n->flags);
     free(n->extra);
+    free(n->raw);
+    free(n->contrib);
+    free(n->learn_flags);
     free(n->filter_ts);
     free(n->filter_values);
+    n->raw = NULL;
+    n->contrib = NULL;
+    n->learn_flags = NULL;
     n->batch_ts = NULL;
     n->batch_values = NULL;
     n->scores = NULL;

@@ -110,6 +110,9 @@ struct ew_node {
     double *scores;
     uint8_t *flags;
     double *extra;
+    double *raw;                     /* detectors, ABI 1.2: raw statistics */
+    double *contrib;                 /* detectors, ABI 1.2: per-input-channel contributions */
+    uint8_t *learn_flags;            /* detectors, ABI 1.2: samples taken for learning */
     int64_t *filter_ts;
     double *filter_values;
     size_t scratch_cap;
@@ -117,6 +120,7 @@ struct ew_node {
     _Atomic int state;
     _Atomic bool learning;   /* set through host->set_learning */
     _Atomic bool degraded;   /* set through host->set_degraded */
+    bool score_calibrated;   /* set through host->set_score_calibrated, in init */
     char degraded_reason[256]; /* guarded by degraded_lock */
     pthread_mutex_t degraded_lock;
     node_metrics m;

@@ -31,7 +31,7 @@ extern "C" {
 /* ABI version. Same major and a plugin minor not newer than the host's is
  * required to load. Minor bumps only append fields and host functions. */
 #define EW_ABI_MAJOR 1
-#define EW_ABI_MINOR 1
+#define EW_ABI_MINOR 2
 
 /* Marks the plugin entry point as exported even under -fvisibility=hidden. */
 #if defined(__GNUC__)
@@ -153,7 +153,57 @@ typedef struct ew_scores {
     uint8_t *anomaly;           /* count flags, 1 = anomalous */
     double *extra;              /* count * extra_channels values (row-major), or NULL */
     size_t extra_channels;      /* as declared with ew_host.add_channels */
+
+    /* --- ABI 1.2 --- (the host fills these with NaN / 0 before process; a plugin
+     * built against 1.1 never sees them and gets no calibration of its own raw
+     * statistic, no attribution and no learning marks) */
+
+    /* count raw statistics, any scale, higher = more unusual (e.g. |z|, a
+     * reconstruction error, T^2 + Q). The host's calibration stage turns them into
+     * `score` when the node says calibrate = likelihood; NaN = not written (the host
+     * then calibrates `score` itself). Never write an infinite value. */
+    double *raw;
+    /* count * contrib_channels values, row-major: each input channel's contribution
+     * to the sample's raw statistic (>= 0, any scale; the host ranks them by share).
+     * NaN = not reported. Events name the channels with the largest shares. */
+    double *contrib;
+    /* The input schema's channels (the width of a `contrib` row). */
+    size_t contrib_channels;
+    /* count flags: 1 = the sample was taken to learn the model and is not scored.
+     * The host writes such samples with an empty score (null in JSON) and never
+     * flags or calibrates them, so that learning is not mistaken for normal. */
+    uint8_t *learning;
 } ew_scores;
+
+/* One channel named by an event, with its share of the event's contributions. */
+typedef struct ew_event_channel {
+    const char *name;   /* an input channel of the detector */
+    double share;       /* in [0, 1]; the shares of all input channels sum to 1 */
+} ew_event_channel;
+
+/* Whether an event has just opened or has ended (ABI 1.2). */
+typedef enum ew_event_state {
+    EW_EVENT_OPEN = 1,   /* announced when it opens: end and duration are 0 */
+    EW_EVENT_CLOSED = 2, /* ended: the whole event */
+} ew_event_state;
+
+/* An alert event raised by the host for a detector node (ABI 1.2): it opens when the
+ * score reaches the node's alert_on and closes after alert_hold samples below
+ * alert_off (see docs/detectors.md). Delivered to sinks set to `only = events`
+ * through ew_plugin.consume_event; host-owned, valid during the call only. */
+typedef struct ew_event {
+    uint32_t struct_size;        /* sizeof(struct ew_event) in the host */
+    ew_event_state state;        /* open or closed */
+    const char *node;            /* the detector node that raised it */
+    uint64_t id;                 /* 1, 2, ... per node and run; open and closed share it */
+    int64_t start;               /* timestamp of the first sample at or above alert_on */
+    int64_t end;                 /* timestamp of the last sample at or above alert_off; 0 while open */
+    int64_t peak_ts;             /* timestamp of the highest score */
+    double peak_score;           /* the highest score, in [0, 1] */
+    uint64_t samples;            /* samples from start to end (open: so far) */
+    size_t n_channels;           /* channels named, at most the node's alert_top */
+    const ew_event_channel *channels; /* ranked, largest share first; empty without attribution */
+} ew_event;
 
 typedef struct ew_node ew_node;       /* the host's node; opaque to plugins */
 typedef struct ew_counter ew_counter; /* a metric counter; opaque to plugins */
@@ -227,6 +277,14 @@ typedef struct ew_host {
      * state `degraded` with the reason in /health (which still answers 200: a restart
      * would not help) and in /metrics. */
     void (*set_degraded)(ew_node *node, const char *reason);
+
+    /* --- ABI 1.2 --- */
+
+    /* Detectors, in init: says that the plugin's own `score` is already calibrated
+     * against what it learnt (e.g. limits taken from training data, 0.5 at the
+     * limit), so the node's `calibrate = auto` keeps it instead of applying the
+     * host's likelihood stage. Without this call auto means likelihood. */
+    void (*set_score_calibrated)(ew_node *node, bool calibrated);
 } ew_host;
 
 /* True when the running host provides `field` of struct ew_host. */
@@ -279,6 +337,13 @@ typedef struct ew_plugin {
      * `edgewatch check` and before init. On failure returns EW_ERR with a message in
      * err and, in *line, the config line at fault (0 = the section). Optional. */
     int (*validate)(const void *config, char *err, size_t errlen, int *line);
+
+    /* --- ABI 1.2 --- */
+
+    /* Sinks, optional: delivers one alert event (a sink set to `only = events` gets
+     * these instead of samples). EW_EAGAIN makes the host retry the same event later,
+     * as for consume. A sink without it is given no events. */
+    int (*consume_event)(void *self, const ew_event *event);
 } ew_plugin;
 
 /* True when a descriptor built against an older minor has `field`. */

@@ -51,6 +51,14 @@ int ew_harness_process(ew_harness *h, size_t count, const int64_t *ts, const dou
 const double *ew_harness_scores(const ew_harness *h);
 const uint8_t *ew_harness_flags(const ew_harness *h);
 const double *ew_harness_extra(const ew_harness *h);
+/* Detectors, ABI 1.2: the raw statistics (NaN where not written), the per-channel
+ * contributions (count x input channels, NaN where not written) and the learning
+ * marks of the last process call. */
+const double *ew_harness_raw(const ew_harness *h);
+const double *ew_harness_contrib(const ew_harness *h);
+const uint8_t *ew_harness_learning_flags(const ew_harness *h);
+/* Whether the plugin said in init that its own score is calibrated (ABI 1.2). */
+bool ew_harness_score_calibrated(const ew_harness *h);
 /* Sinks: delivers a batch of the input schema. */
 int ew_harness_consume(ew_harness *h, size_t count, const int64_t *ts, const double *values);
 /* Calls flush. */
