@@ -44,6 +44,107 @@ int bus_msg_eos(zmq_msg_t *msg)
     return 0;
 }
 
+#define S_EVENT_FIXED 64
+#define S_NAME_MAX 128
+
+int bus_msg_event(zmq_msg_t *msg, const ew_event *ev)
+{
+    if (ev->n_channels > BUS_MAX_EVENT_CHANNELS || !ev->node)
+        return -1;
+    size_t names = strnlen(ev->node, S_NAME_MAX + 1) + 1;
+    for (size_t i = 0; i < ev->n_channels; i++)
+        names += strnlen(ev->channels[i].name, S_NAME_MAX + 1) + 1;
+    if (names > (ev->n_channels + 1) * (S_NAME_MAX + 1))
+        return -1;
+    size_t size = BUS_HEADER_SIZE + S_EVENT_FIXED + ev->n_channels * sizeof(double) + names;
+    if (zmq_msg_init_size(msg, size) != 0)
+        return -1;
+    unsigned char *p = zmq_msg_data(msg);
+    s_header h = {BUS_MAGIC, BUS_EVENT, 0, (uint32_t)ev->n_channels, (uint32_t)names, {0}};
+    memcpy(p, &h, sizeof h);
+    unsigned char *q = p + BUS_HEADER_SIZE;
+    uint32_t state = (uint32_t)ev->state, zero = 0;
+    uint64_t zero64 = 0;
+    memcpy(q, &state, 4);
+    memcpy(q + 4, &zero, 4);
+    memcpy(q + 8, &ev->id, 8);
+    memcpy(q + 16, &ev->start, 8);
+    memcpy(q + 24, &ev->end, 8);
+    memcpy(q + 32, &ev->peak_ts, 8);
+    memcpy(q + 40, &ev->peak_score, 8);
+    memcpy(q + 48, &ev->samples, 8);
+    memcpy(q + 56, &zero64, 8);
+    q += S_EVENT_FIXED;
+    for (size_t i = 0; i < ev->n_channels; i++, q += sizeof(double))
+        memcpy(q, &ev->channels[i].share, sizeof(double));
+    size_t len = strlen(ev->node) + 1;
+    memcpy(q, ev->node, len);
+    q += len;
+    for (size_t i = 0; i < ev->n_channels; i++) {
+        len = strlen(ev->channels[i].name) + 1;
+        memcpy(q, ev->channels[i].name, len);
+        q += len;
+    }
+    return 0;
+}
+
+/* Checks an EVENT frame's payload and points out->event into it. */
+static int s_decode_event(const s_header *h, const unsigned char *p, size_t size, bus_frame *out, char *err,
+                          size_t errlen)
+{
+    if (h->count > BUS_MAX_EVENT_CHANNELS || h->channels < 1 ||
+        h->channels > (h->count + 1) * (S_NAME_MAX + 1) ||
+        size != BUS_HEADER_SIZE + S_EVENT_FIXED + (size_t)h->count * sizeof(double) + h->channels) {
+        snprintf(err, errlen, "event frame of %zu bytes claims %u channels and %u bytes of names", size,
+                 h->count, h->channels);
+        return -1;
+    }
+    const unsigned char *q = p + BUS_HEADER_SIZE;
+    uint32_t state;
+    ew_event *ev = &out->event;
+    memset(ev, 0, sizeof *ev);
+    memcpy(&state, q, 4);
+    if (state != EW_EVENT_OPEN && state != EW_EVENT_CLOSED) {
+        snprintf(err, errlen, "event frame has unknown state %u", state);
+        return -1;
+    }
+    ev->struct_size = sizeof *ev;
+    ev->state = (ew_event_state)state;
+    memcpy(&ev->id, q + 8, 8);
+    memcpy(&ev->start, q + 16, 8);
+    memcpy(&ev->end, q + 24, 8);
+    memcpy(&ev->peak_ts, q + 32, 8);
+    memcpy(&ev->peak_score, q + 40, 8);
+    memcpy(&ev->samples, q + 48, 8);
+    q += S_EVENT_FIXED;
+    for (uint32_t i = 0; i < h->count; i++, q += sizeof(double))
+        memcpy(&out->event_channels[i].share, q, sizeof(double));
+    /* Names: count + 1 strings, each ending in NUL, filling the rest exactly. */
+    const char *names = (const char *)q, *end = (const char *)p + size;
+    const char *at = names;
+    for (uint32_t i = 0; i <= h->count; i++) {
+        const char *nul = memchr(at, '\0', (size_t)(end - at));
+        if (!nul || nul == at || nul - at > S_NAME_MAX) {
+            snprintf(err, errlen, "event frame has a bad name %u", i);
+            return -1;
+        }
+        if (i == 0)
+            ev->node = at;
+        else
+            out->event_channels[i - 1].name = at;
+        at = nul + 1;
+    }
+    if (at != end) {
+        snprintf(err, errlen, "event frame has %zu stray bytes", (size_t)(end - at));
+        return -1;
+    }
+    ev->n_channels = h->count;
+    ev->channels = out->event_channels;
+    out->type = BUS_EVENT;
+    out->count = h->count;
+    return 0;
+}
+
 int bus_decode(const void *data, size_t size, uint32_t expect_channels, bus_frame *out, char *err,
                size_t errlen)
 {
@@ -66,6 +167,8 @@ int bus_decode(const void *data, size_t size, uint32_t expect_channels, bus_fram
         out->type = BUS_EOS;
         return 0;
     }
+    if (h.type == BUS_EVENT)
+        return s_decode_event(&h, data, size, out, err, errlen);
     if (h.type != BUS_DATA) {
         snprintf(err, errlen, "frame has unknown type %u", h.type);
         return -1;

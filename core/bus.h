@@ -7,10 +7,15 @@
  * size, so payloads live in malloc'd, 8-byte aligned memory.
  *   DATA: int64 ts[count], then double values[count * channels] (row-major)
  *   EOS:  no payload; the sender's stream has ended
+ *   EVENT: an alert event (count = its channels, channels = bytes of names):
+ *         u32 state | u32 0 | u64 id | i64 start | i64 end | i64 peak_ts |
+ *         f64 peak_score | u64 samples | u64 0, then f64 share[count], then the
+ *         node's name and each channel's name, each ending in NUL
  */
 #ifndef EW_CORE_BUS_H
 #define EW_CORE_BUS_H
 
+#include <edgewatch/plugin.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <zmq.h>
@@ -19,10 +24,12 @@
 #define BUS_HEADER_SIZE 32
 #define BUS_MAX_COUNT 65536u
 #define BUS_MAX_CHANNELS 4096u
+#define BUS_MAX_EVENT_CHANNELS 64u /* alert_top's maximum */
 
 typedef enum bus_type {
     BUS_DATA = 1,
     BUS_EOS = 2,
+    BUS_EVENT = 3,
 } bus_type;
 
 /* A decoded frame: pointers into the message's bytes. */
@@ -32,6 +39,8 @@ typedef struct bus_frame {
     uint32_t channels;
     const int64_t *ts;
     const double *values;
+    ew_event event;        /* EVENT: names point into the message's bytes */
+    ew_event_channel event_channels[BUS_MAX_EVENT_CHANNELS];
 } bus_frame;
 
 /* Bytes a DATA frame of count x channels needs. */
@@ -43,6 +52,10 @@ int bus_msg_data(zmq_msg_t *msg, uint32_t count, uint32_t channels, int64_t **ts
 
 /* Initialises `msg` as an EOS frame. */
 int bus_msg_eos(zmq_msg_t *msg);
+
+/* Initialises `msg` as an EVENT frame holding `ev` (at most BUS_MAX_EVENT_CHANNELS
+ * channels; names of at most 128 bytes). Returns 0 or -1. */
+int bus_msg_event(zmq_msg_t *msg, const ew_event *ev);
 
 /* Checks and decodes a frame; `expect_channels` is the stream's width (0 = any).
  * Returns 0, or -1 with err (bad magic, type, sizes). */

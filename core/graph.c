@@ -2,6 +2,7 @@
 #include "graph.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,15 @@ typedef struct s_node_cfg {
     int64_t queue;
     int on_full;
     int only;
+    int calibrate;
+    int64_t calibrate_window;
+    int64_t calibrate_average;
+    int64_t calibrate_warmup;
+    double alert_on;
+    double alert_off;
+    int64_t alert_hold;
+    int64_t alert_hold_time;
+    int64_t alert_top;
 } s_node_cfg;
 
 static const ew_option s_node_options[] = {
@@ -68,8 +78,28 @@ static const ew_option s_node_options[] = {
                     "Batches each input edge of this node holds."),
     EW_OPTION_ENUM("on_full", "block", "block|drop", s_node_cfg, on_full,
                    "When a downstream edge is full: wait, or drop the batch and count it."),
-    EW_OPTION_ENUM("only", "all", "all|anomalies", s_node_cfg, only,
-                   "Sinks: deliver every sample, or only those flagged anomalous."),
+    EW_OPTION_ENUM("only", "all", "all|anomalies|events", s_node_cfg, only,
+                   "Sinks: deliver every sample, only those flagged anomalous, or only alert events."),
+    EW_OPTION_ENUM("calibrate", "auto", "auto|likelihood|none", s_node_cfg, calibrate,
+                   "Detectors: turn the raw statistic into a likelihood score (auto: unless the plugin's "
+                   "score is calibrated on training data)."),
+    EW_OPTION_RANGE("calibrate_window", EW_OPT_INT, "8640", 10, 10000000, s_node_cfg, calibrate_window,
+                    "Detectors: short averages of the raw statistic kept as the stream's history."),
+    EW_OPTION_RANGE("calibrate_average", EW_OPT_INT, "10", 1, 10000, s_node_cfg, calibrate_average,
+                    "Detectors: raw values in the short average that is scored."),
+    EW_OPTION_RANGE("calibrate_warmup", EW_OPT_INT, "300", 2, 10000000, s_node_cfg, calibrate_warmup,
+                    "Detectors: averages in the history before the first calibrated score."),
+    EW_OPTION_RANGE("alert_on", EW_OPT_DOUBLE, NULL, 0, 1, s_node_cfg, alert_on,
+                    "Detectors: score at which a sample is flagged and an event opens (default 0.5; "
+                    "with calibrate = none, the plugin's own flag)."),
+    EW_OPTION_RANGE("alert_off", EW_OPT_DOUBLE, NULL, 0, 1, s_node_cfg, alert_off,
+                    "Detectors: score below which an open event starts to close (default 0.6 x alert_on)."),
+    EW_OPTION_RANGE("alert_hold", EW_OPT_INT, "10", 1, 100000000, s_node_cfg, alert_hold,
+                    "Detectors: samples in a row below alert_off that close an event."),
+    EW_OPTION_RANGE("alert_hold_time", EW_OPT_DURATION, "0", 0, 86400, s_node_cfg, alert_hold_time,
+                    "Detectors: and the least time below alert_off that closes an event."),
+    EW_OPTION_RANGE("alert_top", EW_OPT_INT, "3", 0, 64, s_node_cfg, alert_top,
+                    "Detectors: channels an event names, largest contribution first."),
     EW_OPTION_END,
 };
 
@@ -277,6 +307,31 @@ static int s_node(const config_section *sec, graph *g, config_error *err)
             return -1;
         }
     }
+    static const char *const detector_only[] = {"calibrate", "calibrate_window", "calibrate_average",
+                                                "calibrate_warmup", "alert_on", "alert_off",
+                                                "alert_hold", "alert_hold_time", "alert_top"};
+    for (size_t i = 0; i < sizeof detector_only / sizeof *detector_only; i++) {
+        const config_entry *e = config_get(sec, detector_only[i]);
+        if (e && kind != EW_KIND_DETECTOR) {
+            config_error_set(err, e->line, sec->name, e->key,
+                             "only detectors score samples; set it on the detector section that feeds this node");
+            return -1;
+        }
+    }
+    const config_entry *e_on = config_get(sec, "alert_on"), *e_off = config_get(sec, "alert_off");
+    if (e_off && e_on && nc.alert_off > nc.alert_on) {
+        config_error_set(err, e_off->line, sec->name, "alert_off",
+                         "alert_off (%g) is above alert_on (%g): an event would close before it opens; "
+                         "set alert_off at or below alert_on",
+                         nc.alert_off, nc.alert_on);
+        return -1;
+    }
+    if (e_off && !e_on && nc.alert_off > SCORING_DEFAULT_ALERT_ON) {
+        config_error_set(err, e_off->line, sec->name, "alert_off",
+                         "alert_off (%g) is above the default alert_on (%g): set alert_on too",
+                         nc.alert_off, SCORING_DEFAULT_ALERT_ON);
+        return -1;
+    }
     const config_entry *oe_only = config_get(sec, "only");
     if (oe_only && kind != EW_KIND_SINK) {
         config_error_set(err, oe_only->line, sec->name, "only", "only sinks filter samples; remove it here");
@@ -299,6 +354,19 @@ static int s_node(const config_section *sec, graph *g, config_error *err)
         .queue = config_get(sec, "queue") ? nc.queue : g->settings.queue,
         .drop_when_full = nc.on_full == 1,
         .only_anomalies = nc.only == 1,
+        .only_events = nc.only == 2,
+    };
+    scoring_settings_default(&n->settings.scoring);
+    n->settings.scoring = (scoring_settings){
+        .calibrate = nc.calibrate,
+        .window = nc.calibrate_window,
+        .average = nc.calibrate_average,
+        .warmup = nc.calibrate_warmup,
+        .alert_on = e_on ? nc.alert_on : NAN,
+        .alert_off = e_off ? nc.alert_off : NAN,
+        .hold = nc.alert_hold,
+        .hold_ns = nc.alert_hold_time,
+        .top = nc.alert_top,
     };
     /* Input names are resolved into indices once every node is known. */
     n->inputs = calloc(nc.input.count ? nc.input.count : 1, sizeof *n->inputs);

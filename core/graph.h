@@ -6,6 +6,7 @@
 #include "config.h"
 #include "log.h"
 #include "options.h"
+#include "scoring.h"
 
 #include <edgewatch/plugin.h>
 #include <stdbool.h>
@@ -31,6 +32,8 @@ typedef struct node_settings {
     int64_t queue;         /* batches each input edge may hold (high-water mark) */
     bool drop_when_full;   /* on_full = drop */
     bool only_anomalies;   /* sinks: only = anomalies */
+    bool only_events;      /* sinks: only = events */
+    scoring_settings scoring; /* detectors: calibration, flag and events */
 } node_settings;
 
 typedef struct graph_node {

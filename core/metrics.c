@@ -42,6 +42,7 @@ void metrics_health(const runtime *rt, http_response *out)
         json_object_object_add(o, "samples_in", json_object_new_uint64(atomic_load(&((ew_node *)n)->m.samples_in)));
         json_object_object_add(o, "samples_out", json_object_new_uint64(atomic_load(&((ew_node *)n)->m.samples_out)));
         json_object_object_add(o, "anomalies", json_object_new_uint64(atomic_load(&((ew_node *)n)->m.anomalies)));
+        json_object_object_add(o, "events", json_object_new_uint64(atomic_load(&((ew_node *)n)->m.events)));
         json_object_object_add(o, "dropped", json_object_new_uint64(atomic_load(&((ew_node *)n)->m.dropped)));
         json_object_object_add(o, "retries", json_object_new_uint64(atomic_load(&((ew_node *)n)->m.retries)));
         json_object_object_add(o, "queue_depth", json_object_new_uint64(node_queue_depth(n)));
@@ -107,6 +108,8 @@ static const s_family s_families[] = {
      offsetof(node_metrics, batches_out), 1},
     {"edgewatch_node_anomalies_total", "counter", "Samples flagged anomalous (detectors) or delivered as such (sinks).",
      offsetof(node_metrics, anomalies), 1},
+    {"edgewatch_node_events_total", "counter", "Alert events opened (detectors) or delivered (sinks, only = events).",
+     offsetof(node_metrics, events), 1},
     {"edgewatch_node_dropped_total", "counter", "Samples dropped because a downstream edge was full (on_full = drop).",
      offsetof(node_metrics, dropped), 1},
     {"edgewatch_node_retries_total", "counter", "Transient faults retried with backoff.", offsetof(node_metrics, retries), 1},

@@ -481,6 +481,100 @@ static int s_check_inputs(ew_node *n)
     return 0;
 }
 
+/* The calibration history of a detector node, kept beside the plugin's own state. */
+#define S_SCORING_FILE "host-calibration"
+
+/* The node's state folder for the host's own files, or NULL when there is none
+ * usable: the history then starts anew at each run, which is worth a warning,
+ * not a failure (a detector that keeps no state of its own needs no volume). */
+static const char *s_scoring_dir(ew_node *n)
+{
+    if (n->state_path[0])
+        return n->state_path;
+    char err[400];
+    if (state_prepare_dir(n->env->state_dir, n->g->name, n->state_path, sizeof n->state_path, err, sizeof err) < 0) {
+        n->state_path[0] = '\0';
+        s_log(n, EW_LOG_WARN, "the calibration history will not survive a restart: %s", err);
+        return NULL;
+    }
+    return n->state_path;
+}
+
+static void s_scoring_load(ew_node *n)
+{
+    if (!scoring_calibrates(n->scoring) || !n->env->state_dir)
+        return;
+    const char *dir = s_scoring_dir(n);
+    if (!dir)
+        return;
+    void *data = NULL;
+    size_t len = 0;
+    int moved = 0;
+    char err[400] = "";
+    int rc = state_load(dir, S_SCORING_FILE, "edgewatch", &data, &len, &moved, err, sizeof err);
+    if (rc == 0 && scoring_load(n->scoring, data, len, err, sizeof err) == 0)
+        s_log(n, EW_LOG_INFO, "calibration history restored (%zu bytes)", len);
+    else if (rc != EW_ENOENT || moved)
+        s_log(n, EW_LOG_WARN, "calibration history not restored: %s", err);
+    free(data);
+}
+
+static void s_scoring_save(ew_node *n)
+{
+    if (!scoring_calibrates(n->scoring) || !n->env->state_dir)
+        return;
+    size_t len = 0;
+    void *data = scoring_save(n->scoring, &len);
+    const char *dir = data ? s_scoring_dir(n) : NULL;
+    char err[400];
+    if (dir && state_save(dir, S_SCORING_FILE, "edgewatch", data, len, err, sizeof err) < 0)
+        s_log(n, EW_LOG_WARN, "saving the calibration history failed: %s", err);
+    free(data);
+}
+
+/* Drops events queued and not sent. */
+static void s_events_reset(ew_node *n)
+{
+    for (size_t i = 0; i < n->n_events; i++)
+        zmq_msg_close(&n->events[i]);
+    n->n_events = 0;
+}
+
+/* Queues an event of the scoring stage, to follow the batch it came from. */
+static int s_queue_event(void *ctx, const ew_event *ev)
+{
+    ew_node *n = ctx;
+    s_log(n, EW_LOG_DEBUG, "event %llu %s", (unsigned long long)ev->id, ev->state == EW_EVENT_OPEN ? "opened" : "closed");
+    if (!n->n_out)
+        return EW_OK;
+    if (n->n_events == n->events_cap) {
+        size_t cap = n->events_cap ? 2 * n->events_cap : 8;
+        zmq_msg_t *grown = realloc(n->events, cap * sizeof *grown);
+        if (!grown)
+            return EW_ERR;
+        n->events = grown;
+        n->events_cap = cap;
+    }
+    if (bus_msg_event(&n->events[n->n_events], ev) < 0)
+        return EW_ERR;
+    n->n_events++;
+    return EW_OK;
+}
+
+/* Sends the queued events downstream. Events are never dropped on a full edge:
+ * they are few, and they are what operators act on. */
+static int s_send_events(ew_node *n)
+{
+    int rc = EW_OK;
+    size_t i = 0;
+    for (; i < n->n_events && rc == EW_OK; i++)
+        rc = s_send_all(n, &n->events[i], 0, true);
+    for (; i < n->n_events; i++)
+        zmq_msg_close(&n->events[i]);
+    n->n_events = 0;
+    return rc;
+}
+
 /* Builds the output schema once init has declared channels. */
 static int s_finish_schema(ew_node *n)
 {
@@ -514,6 +608,13 @@ static int s_finish_schema(ew_node *n)
             return -1;
         n->out_schema.score_index = (int)(n->n_out_names - 2);
         n->out_schema.anomaly_index = (int)(n->n_out_names - 1);
+        const ew_schema *in = n->in_schemas[0];
+        n->scoring = scoring_new(&n->g->settings.scoring, n->g->name, in->channels, in->names, n->score_calibrated);
+        if (!n->scoring) {
+            snprintf(n->error, sizeof n->error, "out of memory for the scoring stage");
+            return -1;
+        }
+        s_scoring_load(n);
     } else {
         n->out_schema.score_index = -1;
         n->out_schema.anomaly_index = -1;
@@ -740,6 +841,16 @@ static int s_detect(ew_node *n, const ew_batch *in)
             snprintf(n->error, sizeof n->error, "process returned %d", rc);
         return rc == EW_EAGAIN ? EW_ERR : rc;
     }
+    /* Scores and events go out in stream order: this batch, then what it opened or
+     * closed, queued meanwhile. */
+    uint64_t opened = 0;
+    s_events_reset(n);
+    int erc = scoring_apply(n->scoring, count, in->ts, &out, s_queue_event, n, &opened);
+    if (erc != EW_OK) {
+        snprintf(n->error, sizeof n->error, "out of memory for events");
+        return EW_ERR;
+    }
+    s_add(&n->m.events, opened);
     uint64_t anomalies = 0;
     for (size_t i = 0; i < count; i++)
         anomalies += n->flags[i] != 0;
@@ -768,18 +879,22 @@ static int s_detect(ew_node *n, const ew_batch *in)
         }
         if (n->n_extra)
             memcpy(row + kept, n->extra + i * n->n_extra, n->n_extra * sizeof *row);
-        double s = n->scores[i];
-        row[och - 2] = isnan(s) ? 0.0 : s < 0 ? 0.0 : s > 1 ? 1.0 : s;
+        row[och - 2] = n->scores[i]; /* in [0, 1], or NaN: not scored */
         row[och - 1] = n->flags[i] ? 1.0 : 0.0;
     }
-    return s_send_all(n, &msg, (uint32_t)count, false);
+    rc = s_send_all(n, &msg, (uint32_t)count, false);
+    return rc == EW_OK ? s_send_events(n) : rc;
 }
+
+static int s_sink_call(ew_node *n, const ew_batch *b, const ew_event *ev);
 
 /* Delivers a batch to a sink, keeping only anomalies when asked, retrying
  * transient faults with backoff while upstream waits. */
 static int s_deliver(ew_node *n, const ew_batch *in)
 {
     ew_batch b = *in;
+    if (n->g->settings.only_events)
+        return EW_OK; /* this sink takes the events of its inputs, not their samples */
     if (n->g->settings.only_anomalies) {
         int ai = in->schema->anomaly_index;
         if (ai < 0)
@@ -800,37 +915,64 @@ static int s_deliver(ew_node *n, const ew_batch *in)
         b.ts = n->filter_ts;
         b.values = n->filter_values;
     }
+    int rc = s_sink_call(n, &b, NULL);
+    if (rc == EW_OK) {
+        s_add(&n->m.samples_out, b.count);
+        s_add(&n->m.batches_out, 1);
+        if (in->schema->anomaly_index >= 0) {
+            uint64_t a = 0;
+            for (size_t i = 0; i < b.count; i++)
+                a += b.values[i * in->schema->channels + (size_t)in->schema->anomaly_index] != 0;
+            s_add(&n->m.anomalies, a);
+        }
+    }
+    return rc;
+}
+
+/* Delivers an alert event to a sink set to only = events that takes them. */
+static int s_deliver_event(ew_node *n, const ew_event *ev)
+{
+    const ew_plugin *d = n->plugin.desc;
+    if (!n->g->settings.only_events || !EW_PLUGIN_HAS(d, consume_event) || !d->consume_event)
+        return EW_OK;
+    int rc = s_sink_call(n, NULL, ev);
+    if (rc == EW_OK)
+        s_add(&n->m.events, 1);
+    return rc;
+}
+
+/* Calls the sink's consume (batch) or consume_event (event), retrying transient
+ * faults with backoff while upstream waits. */
+static int s_sink_call(ew_node *n, const ew_batch *b, const ew_event *ev)
+{
     for (;;) {
         n->error[0] = '\0';
         int64_t t0 = s_mono();
-        int rc = n->plugin.desc->consume(n->self, &b);
+        int rc = b ? n->plugin.desc->consume(n->self, b) : n->plugin.desc->consume_event(n->self, ev);
         s_add(&n->m.busy_ns, (uint64_t)(s_mono() - t0));
         if (rc == EW_OK) {
             s_recovered(n);
-            s_add(&n->m.samples_out, b.count);
-            s_add(&n->m.batches_out, 1);
-            if (in->schema->anomaly_index >= 0) {
-                uint64_t a = 0;
-                for (size_t i = 0; i < b.count; i++)
-                    a += b.values[i * in->schema->channels + (size_t)in->schema->anomaly_index] != 0;
-                s_add(&n->m.anomalies, a);
-            }
             return EW_OK;
         }
+        const char *what = b ? "consume" : "consume_event";
         if (rc != EW_EAGAIN) {
             if (!n->error[0])
-                snprintf(n->error, sizeof n->error, "consume returned %d", rc);
+                snprintf(n->error, sizeof n->error, "%s returned %d", what, rc);
             return rc;
         }
-        int64_t retry_at = s_transient(n, "consume");
+        int64_t retry_at = s_transient(n, what);
         /* Wait for the retry time, listening only to control: inputs stay unread,
          * so upstream blocks instead of losing data. */
         while (s_mono() < retry_at) {
             zmq_pollitem_t item = {n->ctl, 0, ZMQ_POLLIN, 0};
             if (zmq_poll(&item, 1, s_timeout_ms(retry_at, s_mono())) > 0 && s_ctl_handle(n) &&
                 n->abort_requested) {
-                s_log(n, EW_LOG_ERROR, "stopped while retrying: %zu samples of this batch were not delivered",
-                      b.count);
+                if (b)
+                    s_log(n, EW_LOG_ERROR, "stopped while retrying: %zu samples of this batch were not delivered",
+                          b->count);
+                else
+                    s_log(n, EW_LOG_ERROR, "stopped while retrying: event %llu was not delivered",
+                          (unsigned long long)ev->id);
                 return EW_ESTOP;
             }
         }
@@ -890,6 +1032,16 @@ static int s_run_consumer(ew_node *n)
             } else if (f.type == BUS_EOS) {
                 n->in_eos[i] = true;
                 n->n_in_open--;
+            } else if (f.type == BUS_EVENT) {
+                if (n->g->kind == EW_KIND_DETECTOR) {
+                    /* An upstream detector's event passes through to this node's sinks. */
+                    zmq_msg_t fwd;
+                    zmq_msg_init(&fwd);
+                    zmq_msg_copy(&fwd, &msg);
+                    result = n->n_out ? s_send_all(n, &fwd, 0, true) : (zmq_msg_close(&fwd), EW_OK);
+                } else {
+                    result = s_deliver_event(n, &f.event);
+                }
             } else {
                 s_add(&n->m.samples_in, f.count);
                 s_add(&n->m.batches_in, 1);
@@ -915,6 +1067,11 @@ static void s_free_runtime_parts(ew_node *n)
     free(n->keep);
     n->keep = NULL;
     n->n_keep = 0;
+    scoring_destroy(&n->scoring);
+    s_events_reset(n);
+    free(n->events);
+    n->events = NULL;
+    n->events_cap = 0;
     free(n->batch_ts);
     free(n->batch_values);
     free(n->scores);
@@ -961,6 +1118,12 @@ static int s_run(ew_node *n)
         if (n->stop_requested || rc == EW_EOF)
             s_set_state(n, NODE_STOPPING);
         int frc = d->kind == EW_KIND_SOURCE ? s_flush_batch(n) : EW_OK;
+        if (frc == EW_OK && n->scoring) {
+            /* An event still open at the end of the stream is closed and delivered. */
+            s_events_reset(n);
+            frc = scoring_finish(n->scoring, s_queue_event, n) == EW_OK ? s_send_events(n) : EW_ERR;
+            s_scoring_save(n);
+        }
         if (frc == EW_OK)
             frc = s_send_eos(n);
         if (frc == EW_ERR)

@@ -7,9 +7,11 @@
 #include "loader.h"
 #include "log.h"
 #include "options.h"
+#include "scoring.h"
 
 #include <edgewatch/plugin.h>
 #include <pthread.h>
+#include <zmq.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -47,6 +49,7 @@ typedef struct node_metrics {
     _Atomic uint64_t retries;  /* transient faults retried */
     _Atomic uint64_t errors;   /* bad frames and other counted faults */
     _Atomic uint64_t busy_ns;  /* time spent in the plugin's data callbacks */
+    _Atomic uint64_t events;   /* alert events opened (detectors) or delivered (sinks) */
 } node_metrics;
 
 /* A plugin-registered counter (struct ew_counter of the SDK). */
@@ -121,6 +124,9 @@ struct ew_node {
     _Atomic bool learning;   /* set through host->set_learning */
     _Atomic bool degraded;   /* set through host->set_degraded */
     bool score_calibrated;   /* set through host->set_score_calibrated, in init */
+    scoring *scoring;        /* detectors: calibration, flag and events (core/scoring.c) */
+    zmq_msg_t *events;       /* detectors: event frames waiting for their batch to go out */
+    size_t n_events, events_cap;
     char degraded_reason[256]; /* guarded by degraded_lock */
     pthread_mutex_t degraded_lock;
     node_metrics m;

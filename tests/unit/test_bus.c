@@ -185,9 +185,9 @@ START_TEST(test_decode_bad_type)
     frame_buf b;
     bus_frame f;
     char err[200];
-    s_header(b.words, BUS_MAGIC, 3, 1, 1);
+    s_header(b.words, BUS_MAGIC, 9, 1, 1);
     ck_assert_int_eq(s_decode(b.words, bus_frame_size(1, 1), 1, &f, err, sizeof err), -1);
-    ck_assert_str_eq(err, "frame has unknown type 3");
+    ck_assert_str_eq(err, "frame has unknown type 9");
     s_header(b.words, BUS_MAGIC, 0, 1, 1);
     ck_assert_int_eq(s_decode(b.words, bus_frame_size(1, 1), 1, &f, err, sizeof err), -1);
     ck_assert_str_eq(err, "frame has unknown type 0");

@@ -400,8 +400,8 @@ START_TEST(test_abi_gate)
     char path[PATH_MAX];
     s_build_file(path, sizeof path, "detector", "zscore");
     loaded_plugin p;
-    /* Built with this SDK (1.1): this host loads it, and so does one of a newer minor. */
-    ck_assert_int_eq(loader_open_file(path, 1, 1, &p, fx.err, sizeof fx.err), 0);
+    /* Built with this SDK (1.2): this host loads it, and so does one of a newer minor. */
+    ck_assert_int_eq(loader_open_file(path, 1, 2, &p, fx.err, sizeof fx.err), 0);
     ck_assert_uint_eq(p.desc->abi_major, EW_ABI_MAJOR);
     ck_assert_uint_eq(p.desc->abi_minor, EW_ABI_MINOR);
     loader_close(&p);
@@ -409,10 +409,10 @@ START_TEST(test_abi_gate)
     ck_assert_str_eq(p.path, path);
     loader_close(&p);
     /* A host of an older minor refuses it, naming the file and both versions. */
-    ck_assert_int_eq(loader_open_file(path, 1, 0, &p, fx.err, sizeof fx.err), -1);
+    ck_assert_int_eq(loader_open_file(path, 1, 1, &p, fx.err, sizeof fx.err), -1);
     char want[PATH_MAX + 400];
     s_fmt(want, sizeof want,
-             "plugin %s needs plugin ABI 1.1, newer than the ABI 1.0 of this edgewatch: upgrade edgewatch or "
+             "plugin %s needs plugin ABI 1.2, newer than the ABI 1.1 of this edgewatch: upgrade edgewatch or "
              "rebuild the plugin against this version's SDK",
              path);
     ck_assert_str_eq(fx.err, want);
@@ -420,19 +420,19 @@ START_TEST(test_abi_gate)
     /* Another major is refused too. */
     ck_assert_int_eq(loader_open_file(path, 2, 0, &p, fx.err, sizeof fx.err), -1);
     s_fmt(want, sizeof want,
-             "plugin %s was built for plugin ABI 1.1, but this edgewatch provides ABI 2.0: majors differ, so it "
+             "plugin %s was built for plugin ABI 1.2, but this edgewatch provides ABI 2.0: majors differ, so it "
              "is not binary compatible; rebuild the plugin against the edgewatch-plugin SDK of this version",
              path);
     ck_assert_str_eq(fx.err, want);
     ck_assert_ptr_null(p.handle);
     ck_assert_int_eq(loader_open_file(path, 0, 7, &p, fx.err, sizeof fx.err), -1);
-    ck_assert_ptr_nonnull(strstr(fx.err, "built for plugin ABI 1.1, but this edgewatch provides ABI 0.7"));
+    ck_assert_ptr_nonnull(strstr(fx.err, "built for plugin ABI 1.2, but this edgewatch provides ABI 0.7"));
     /* Through the search path as well. */
     loader_path lp;
     ck_assert_int_eq(loader_path_init(&lp, fx.plugins), 0);
     ck_assert_int_eq(loader_open(&lp, EW_KIND_DETECTOR, "zscore", 2, 1, &p, fx.err, sizeof fx.err), -1);
     ck_assert_ptr_nonnull(strstr(fx.err, path));
-    ck_assert_ptr_nonnull(strstr(fx.err, "ABI 1.1"));
+    ck_assert_ptr_nonnull(strstr(fx.err, "ABI 1.2"));
     ck_assert_ptr_nonnull(strstr(fx.err, "ABI 2.1"));
     loader_path_free(&lp);
 }

@@ -394,7 +394,7 @@ START_TEST(test_prometheus_values)
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
         ck_assert_msg(strstr(text, lines[i]), "missing:\n%s\nin:\n%s", lines[i], text);
     /* Nine per-node counter families, each with one line per node. */
-    ck_assert_uint_eq(s_occurrences(text, "# TYPE edgewatch_node_"), 11);
+    ck_assert_uint_eq(s_occurrences(text, "# TYPE edgewatch_node_"), 12);
     ck_assert_uint_eq(s_occurrences(text, "{node=\"z\",kind=\"detector\",plugin=\"zscore\"} "), 9);
     ck_assert_uint_eq(s_occurrences(text, "{node=\"pump\""), 11);
     free(text);
