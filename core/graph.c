@@ -93,7 +93,7 @@ static const ew_option s_node_options[] = {
                     "Detectors: score at which a sample is flagged and an event opens (default 0.5; "
                     "with calibrate = none, the plugin's own flag)."),
     EW_OPTION_RANGE("alert_off", EW_OPT_DOUBLE, NULL, 0, 1, s_node_cfg, alert_off,
-                    "Detectors: score below which an open event starts to close (default 0.6 x alert_on)."),
+                    "Detectors: score below which an open event starts to close (default alert_on / 2)."),
     EW_OPTION_RANGE("alert_hold", EW_OPT_INT, "10", 1, 100000000, s_node_cfg, alert_hold,
                     "Detectors: samples in a row below alert_off that close an event."),
     EW_OPTION_RANGE("alert_hold_time", EW_OPT_DURATION, "0", 0, 86400, s_node_cfg, alert_hold_time,
@@ -356,7 +356,6 @@ static int s_node(const config_section *sec, graph *g, config_error *err)
         .only_anomalies = nc.only == 1,
         .only_events = nc.only == 2,
     };
-    scoring_settings_default(&n->settings.scoring);
     n->settings.scoring = (scoring_settings){
         .calibrate = nc.calibrate,
         .window = nc.calibrate_window,

@@ -2,23 +2,28 @@
  * events with attribution, for the host and the harness alike.
  *
  * Calibration ("anomaly likelihood", after Ahmad, Lavin, Purdy and Agha, 2017,
- * "Unsupervised real-time anomaly detection for streaming data"): the raw
- * statistic r of each sample enters a short moving average m (calibrate_average
- * values). The last calibrate_window averages are the stream's own history;
- * their mean mu and standard deviation sd are re-estimated every S_REESTIMATE
- * samples. The tail probability of the current average, tail = Q((m - mu) / sd)
- * with Q the standard normal's upper tail, says how unusual this much raw
- * statistic is for this stream; the score reports it on a log scale,
- * score = -ln(tail) / ln(1e10) clamped to [0, 1], so 0.5 is a one-in-10^5
- * average and 1 one in 10^10 or rarer. The raw statistic enters as ln(1 + r):
- * raw statistics are heavy-tailed (a z of 50 next to ordinary values of 1), and
- * on the log scale one huge value does not inflate sd for a whole window.
+ * "Unsupervised real-time anomaly detection for streaming data", and the
+ * likelihood post-processing that Numenta describes for NAB): the raw statistic
+ * r of each sample enters a short moving average m (calibrate_average values).
+ * The last calibrate_window averages are the stream's own history; their mean mu
+ * and standard deviation sd are re-estimated every S_REESTIMATE samples. The tail
+ * probability of the current average, tail = Q((m - mu) / sd) with Q the
+ * standard normal's upper tail, says how unusual this much raw statistic is for
+ * this stream. The score reports it on a log scale, score = -ln(tail) / ln(1e10)
+ * clamped to [0, 1]: 0.3 is a one-in-1000 average, 0.5 one in 10^5, 1 one in
+ * 10^10 or rarer. Two refinements keep it sharp: only the first sample of a run
+ * of red-zone tails (<= 1e-5) keeps its tail, the rest of the run reads 1e-3
+ * (a sustained excursion is one rise, not a thousand alarms), and an average
+ * enters the history at most 10 sd above its mean (one glitch does not blind
+ * the stage for a whole window). Measured choices: docs/detectors.md.
  *
- * Events: an event opens at the first sample whose score reaches alert_on (with
- * calibrate = none and alert_on unset, at the plugin's own flag), stays open while
- * samples are above alert_off, and closes once alert_hold samples in a row, and at
- * least alert_hold_time, were below it. Its end is the last sample above
- * alert_off. Each active sample's contributions are normalised to shares that sum
+ * Flag and events: an event opens at the first sample whose score reaches
+ * alert_on (with calibrate = none and alert_on unset, at the plugin's own flag),
+ * stays open while samples are at or above alert_off, and closes once alert_hold
+ * samples in a row, and at least alert_hold_time, were below it. Its end is the
+ * last sample above alert_off. When the host calibrates (or alert_on is set), a
+ * sample is flagged anomalous while an event is open and it is at or above
+ * alert_off. Each such sample's contributions are normalised to shares that sum
  * to 1 and added up; the event names the alert_top channels with the largest sums.
  */
 #include "scoring.h"
@@ -34,9 +39,17 @@
 #define S_REESTIMATE 100
 /* sd never falls below this share of the history's mean (a constant raw
  * statistic would otherwise make any change infinitely unlikely), nor below
- * S_SD_FLOOR_ABS on the ln(1 + r) scale. */
+ * S_SD_FLOOR_ABS. */
 #define S_SD_FLOOR_REL 0.01
 #define S_SD_FLOOR_ABS 1e-6
+/* Raw values above this are taken as this. */
+#define S_RAW_MAX 1e150
+/* History entries are clamped at mean + S_HIST_CLAMP sd. */
+#define S_HIST_CLAMP 10.0
+/* The red zone (tail <= 1e-5, score 0.5) and the yellow tail (1e-3, score 0.3)
+ * that repeated red samples are reported as. */
+#define S_LN_RED -11.512925464970229
+#define S_LN_YELLOW -6.907755278982137
 /* ln(1e10): the tail at which the score reaches 1. */
 #define S_LN_TAIL_FULL 23.025850929940457
 #define S_SAVE_MAGIC "EWCAL001"
@@ -73,6 +86,7 @@ struct scoring {
     size_t hist_len, hist_head;
     size_t since_estimate;
     bool estimated;
+    bool prev_red;      /* the previous sample's tail was in the red zone */
     double mu, sd;
 
     /* The event being tracked. */
@@ -199,9 +213,9 @@ static double s_average(scoring *sc, double v)
 /* The calibrated score of one raw value, or NaN while the history is too short. */
 static double s_likelihood(scoring *sc, double raw)
 {
-    double v = log1p(raw > 0 ? raw : 0);
-    if (!isfinite(v))
-        v = 709.0; /* ln(DBL_MAX): raw statistics are finite, but never trust it */
+    double v = raw > 0 ? raw : 0;
+    if (!(v < S_RAW_MAX))
+        v = S_RAW_MAX; /* sums of the history stay finite */
     double m = s_average(sc, v);
     double score = NAN;
     if (sc->estimated && sc->hist_len >= (size_t)sc->set.warmup) {
@@ -209,9 +223,19 @@ static double s_likelihood(scoring *sc, double raw)
         /* ln of the upper tail; erfc underflows past z of about 38, where the
          * asymptotic ln Q(z) ~ -z^2/2 - ln(z sqrt(2 pi)) is exact enough. */
         double ln_tail = z < 30 ? log(0.5 * erfc(z / M_SQRT2)) : -0.5 * z * z - log(z * 2.5066282746310002);
+        /* Only the first sample of a run in the red zone keeps its tail: the rest of
+         * the run reads as yellow, so a sustained excursion is one sharp rise. */
+        bool red = ln_tail <= S_LN_RED;
+        if (red && sc->prev_red)
+            ln_tail = S_LN_YELLOW;
+        sc->prev_red = red;
         score = -ln_tail / S_LN_TAIL_FULL;
         score = score < 0 ? 0 : score > 1 ? 1 : score;
     }
+    /* An outlier enters the history at most S_HIST_CLAMP sd above its mean, so that
+     * one glitch does not blind the stage for a whole window. */
+    if (sc->estimated && m > sc->mu + S_HIST_CLAMP * sc->sd)
+        m = sc->mu + S_HIST_CLAMP * sc->sd;
     s_hist_push(sc, m);
     if (++sc->since_estimate >= S_REESTIMATE || (!sc->estimated && sc->hist_len >= (size_t)sc->set.warmup))
         s_estimate(sc);
@@ -297,11 +321,13 @@ int scoring_apply(scoring *sc, size_t count, const int64_t *ts, ew_scores *out, 
             flag = 0;
         } else if (sc->calibrate) {
             s = s_likelihood(sc, raw);
-            flag = !isnan(s) && s >= sc->set.alert_on;
+            flag = !isnan(s) && (s >= sc->set.alert_on || (sc->open && s >= sc->set.alert_off));
         } else {
             s = out->score[i];
             s = isnan(s) ? NAN : s < 0 ? 0 : s > 1 ? 1 : s;
-            flag = isnan(s) ? 0 : use_level ? s >= sc->set.alert_on : out->anomaly[i] != 0;
+            flag = isnan(s)     ? 0
+                   : use_level ? s >= sc->set.alert_on || (sc->open && s >= sc->set.alert_off)
+                               : out->anomaly[i] != 0;
         }
         out->score[i] = s;
         out->anomaly[i] = flag;

@@ -1,4 +1,4 @@
-/* Unit tests for core/bus.c: DATA and EOS frames, their layout and alignment, and every decode refusal. */
+/* Unit tests for core/bus.c: DATA, EOS and EVENT frames, their layout and alignment, and every decode refusal. */
 #include "bus.h"
 
 #include <check.h>
@@ -252,6 +252,44 @@ START_TEST(test_decode_misaligned)
 }
 END_TEST
 
+START_TEST(test_event_round_trip_and_refusals)
+{
+    ew_event_channel ch[2] = {{"pressure", 0.75}, {"flow", 0.25}};
+    ew_event ev = {.struct_size = sizeof ev, .state = EW_EVENT_CLOSED, .node = "det", .id = 7, .start = 10,
+                   .end = 20, .peak_ts = 15, .peak_score = 0.9, .samples = 11, .n_channels = 2, .channels = ch};
+    zmq_msg_t msg;
+    ck_assert_int_eq(bus_msg_event(&msg, &ev), 0);
+    bus_frame f;
+    char err[200];
+    ck_assert_int_eq(s_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), 3, &f, err, sizeof err), 0);
+    ck_assert_int_eq(f.type, BUS_EVENT);
+    ck_assert_int_eq(f.event.state, EW_EVENT_CLOSED);
+    ck_assert_str_eq(f.event.node, "det");
+    ck_assert_uint_eq(f.event.id, 7);
+    ck_assert_int_eq(f.event.start, 10);
+    ck_assert_int_eq(f.event.end, 20);
+    ck_assert_int_eq(f.event.peak_ts, 15);
+    ck_assert_double_eq(f.event.peak_score, 0.9);
+    ck_assert_uint_eq(f.event.samples, 11);
+    ck_assert_uint_eq(f.event.n_channels, 2);
+    ck_assert_str_eq(f.event.channels[0].name, "pressure");
+    ck_assert_double_eq(f.event.channels[1].share, 0.25);
+    /* Cut short, or a name without its NUL: refused. */
+    ck_assert_int_eq(s_decode(zmq_msg_data(&msg), zmq_msg_size(&msg) - 1, 3, &f, err, sizeof err), -1);
+    unsigned char *p = zmq_msg_data(&msg);
+    p[zmq_msg_size(&msg) - 1] = 'x';
+    ck_assert_int_eq(s_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), 3, &f, err, sizeof err), -1);
+    ck_assert_str_eq(err, "event frame has a bad name 2");
+    p[BUS_HEADER_SIZE] = 9; /* state */
+    ck_assert_int_eq(s_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), 3, &f, err, sizeof err), -1);
+    ck_assert_str_eq(err, "event frame has unknown state 9");
+    zmq_msg_close(&msg);
+    /* More channels than an event may name: not encoded. */
+    ev.n_channels = BUS_MAX_EVENT_CHANNELS + 1;
+    ck_assert_int_eq(bus_msg_event(&msg, &ev), -1);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("bus");
@@ -266,6 +304,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_decode_bad_counts);
     tcase_add_test(tc, test_decode_size_mismatch);
     tcase_add_test(tc, test_decode_misaligned);
+    tcase_add_test(tc, test_event_round_trip_and_refusals);
     suite_add_tcase(s, tc);
     return s;
 }

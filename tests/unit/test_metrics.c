@@ -348,6 +348,7 @@ START_TEST(test_prometheus_values)
     atomic_store(&z->m.batches_in, 4);
     atomic_store(&z->m.batches_out, 4);
     atomic_store(&z->m.anomalies, 7);
+    atomic_store(&z->m.events, 2);
     atomic_store(&z->m.dropped, 10);
     atomic_store(&z->m.errors, 1);
     atomic_store(&z->m.busy_ns, 250000);
@@ -375,6 +376,7 @@ START_TEST(test_prometheus_values)
         "edgewatch_node_batches_out_total{node=\"pump\",kind=\"source\",plugin=\"synth\"} 4\n",
         "edgewatch_node_anomalies_total{node=\"z\",kind=\"detector\",plugin=\"zscore\"} 7\n"
         "edgewatch_node_anomalies_total{node=\"out\",kind=\"sink\",plugin=\"null\"} 7\n",
+        "edgewatch_node_events_total{node=\"z\",kind=\"detector\",plugin=\"zscore\"} 2\n",
         "edgewatch_node_dropped_total{node=\"z\",kind=\"detector\",plugin=\"zscore\"} 10\n",
         "edgewatch_node_retries_total{node=\"pump\",kind=\"source\",plugin=\"synth\"} 2\n",
         "edgewatch_node_errors_total{node=\"z\",kind=\"detector\",plugin=\"zscore\"} 1\n",
@@ -393,10 +395,10 @@ START_TEST(test_prometheus_values)
     };
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
         ck_assert_msg(strstr(text, lines[i]), "missing:\n%s\nin:\n%s", lines[i], text);
-    /* Nine per-node counter families, each with one line per node. */
+    /* Ten per-node counter families, each with one line per node. */
     ck_assert_uint_eq(s_occurrences(text, "# TYPE edgewatch_node_"), 12);
-    ck_assert_uint_eq(s_occurrences(text, "{node=\"z\",kind=\"detector\",plugin=\"zscore\"} "), 9);
-    ck_assert_uint_eq(s_occurrences(text, "{node=\"pump\""), 11);
+    ck_assert_uint_eq(s_occurrences(text, "{node=\"z\",kind=\"detector\",plugin=\"zscore\"} "), 10);
+    ck_assert_uint_eq(s_occurrences(text, "{node=\"pump\""), 12);
     free(text);
 }
 END_TEST
