@@ -73,6 +73,58 @@ only = all
         self.assertExit(self.cli("run", path), ewtest.EXIT_OK)
         self.assertEqual(len(ewtest.json_lines(self.out)), 7)
 
+    def v1_1_detector_config(self, extra=""):
+        """Fixture source (0, 1, 2, ...) -> the ABI 1.1 detector -> jsonl, and a
+        second jsonl sink that takes the detector's events."""
+        self.events = os.path.join(self.tmp, "events.jsonl")
+        return self.write_config(
+            self.pipeline(plugin_path="%s:%s" % (ewtest.FIXTURE_PLUGINS, ewtest.PLUGIN_PATH)) + """
+[source.gen]
+plugin = abi_same
+count = 20
+
+[detector.old]
+plugin = abi_v1_1
+input = gen
+threshold = 9.5
+%s
+[sink.out]
+plugin = jsonl
+input = old
+path = %s
+
+[sink.ev]
+plugin = jsonl
+input = old
+path = %s
+only = events
+""" % (extra, self.out, self.events))
+
+    def test_detector_built_against_abi_1_1_loads_and_runs(self):
+        path = self.v1_1_detector_config("calibrate = none\n")
+        self.assertExit(self.cli("check", path), ewtest.EXIT_OK)
+        self.assertExit(self.cli("run", path), ewtest.EXIT_OK)
+        records = ewtest.json_lines(self.out)
+        self.assertEqual(len(records), 20)
+        for i, r in enumerate(records):
+            # Its own score and flag, as it wrote them (it knows nothing of 1.2).
+            self.assertAlmostEqual(r["score"], i / (i + 9.5), places=12)
+            self.assertEqual(r["anomaly"], 1 if i > 9.5 else 0)
+            self.assertEqual(r["values"]["magnitude"], float(i))
+
+    def test_detector_built_against_abi_1_1_is_calibrated_by_the_host(self):
+        path = self.v1_1_detector_config("calibrate = likelihood\ncalibrate_warmup = 5\n")
+        self.assertExit(self.cli("run", path), ewtest.EXIT_OK)
+        records = ewtest.json_lines(self.out)
+        self.assertEqual(len(records), 20)
+        # The host calibrates its score: none while the history warms up, then
+        # values in [0, 1] that are not the plugin's own.
+        self.assertIsNone(records[0]["score"])
+        scored = [r["score"] for r in records if r["score"] is not None]
+        self.assertGreater(len(scored), 5)
+        self.assertTrue(all(0 <= s <= 1 for s in scored))
+        self.assertNotAlmostEqual(records[19]["score"], 19 / (19 + 9.5), places=6)
+
     # --- world-writable plugins ----------------------------------------------------
 
     def writable_config(self, plugin_dir):
