@@ -5,7 +5,7 @@
  *
  * Makes correlated rows (8 latent factors mixed into CHANNELS channels plus
  * noise), learns from the first 500 in a fresh state folder keeping 60 % of
- * the channels as components (as the Tennessee Eastman data needs: 31 of 52
+ * the columns as components (as the Tennessee Eastman data needs: 31 of 52
  * for 90 % of the variance; the cost grows with the components), then scores
  * 100,000 rows in batches of BATCH (default 1024, the host's batch size) again
  * and again for at least SECONDS (default 2). Prints samples per second of
@@ -43,7 +43,7 @@ int main(int argc, char **argv)
     double seconds = argc > 2 ? strtod(argv[2], NULL) : 2.0;
     size_t batch = argc > 3 ? (size_t)strtoul(argv[3], NULL, 10) : 1024;
     const char *lags = argc > 4 ? argv[4] : "0";
-    if (nch < 2 || nch > 512 || batch < 1) {
+    if (nch < 2 || nch > 512 || batch < 1 || strtoul(lags, NULL, 10) > 10) {
         fprintf(stderr, "bad CHANNELS or BATCH\n");
         return 2;
     }
@@ -83,10 +83,13 @@ int main(int argc, char **argv)
     if (!(h = ew_harness_new(ew_plugin_entry(), dir)))
         goto oom;
     ew_harness_input(h, nch, (const char *const *)names);
-    ew_harness_option(h, "train_samples", "500");
+    /* The first `lags` rows are not complete rows: learn from the rest of the 500. */
+    size_t nlags = (size_t)strtoul(lags, NULL, 10);
+    char train[32], comps[32];
+    snprintf(train, sizeof train, "%zu", S_TRAIN - nlags);
+    snprintf(comps, sizeof comps, "%zu", nch * (nlags + 1) * 6 / 10);
+    ew_harness_option(h, "train_samples", train);
     ew_harness_option(h, "lags", lags);
-    char comps[32];
-    snprintf(comps, sizeof comps, "%zu", nch * 6 / 10);
     ew_harness_option(h, "components", comps);
     if (ew_harness_init(h) != EW_OK) {
         fprintf(stderr, "init: %s\n", ew_harness_error(h));
