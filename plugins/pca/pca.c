@@ -395,7 +395,12 @@ static int s_fit(pca *z, const double *rows, size_t n, bool initial)
                  (unsigned long long)pm->rows_fit, pm->lim_t2, pm->lim_q,
                  (unsigned long long)pm->rows_limit, save ? "saved as" : "saved later as",
                  S_STATE_FILE);
-    if (initial && constant > 0)
+    if (initial && constant == z->d)
+        z->host->log(z->node, EW_LOG_WARN,
+                     "every channel was constant in the training samples: any later change is "
+                     "flagged (remove %s to learn again from a period when they vary)",
+                     S_STATE_FILE);
+    else if (initial && constant > 0)
         z->host->log(z->node, EW_LOG_WARN,
                      "%zu of %zu columns never changed in the training samples: a later change "
                      "in them shows in Q at its raw size (scale 1)", constant, z->d);

@@ -251,11 +251,14 @@ int pca_fit(pca_model *m, const pca_settings *s, const double *rows, size_t n,
             vals[j] = 0;
         total += vals[j];
     }
-    if (!(total > 0)) {
-        free(sd);
-        s_fail(err, errlen, "every channel was constant over the %zu training rows: nothing to "
-                            "model; learn from a period when the channels vary", nfit);
-        goto done;
+    bool flat = !(total > 0);
+    if (flat) {
+        /* Every column was constant: a one-component model along the first column
+         * with unit variance, so that any later change shows in T^2 or Q (at its
+         * raw size) instead of the node failing on a flat-lining plant. */
+        for (size_t i = 0; i < d * d; i++)
+            vecs[i] = (i % (d + 1)) == 0 ? 1.0 : 0.0;
+        vals[0] = total = 1.0;
     }
     size_t usable = 0;
     while (usable < d && vals[usable] > S_EIG_REL * total)

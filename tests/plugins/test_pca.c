@@ -575,6 +575,31 @@ START_TEST(limits_options)
 }
 END_TEST
 
+START_TEST(constant_training_data_is_reported_and_changes_are_flagged)
+{
+    char *state = ptest_tmpdir("ew-pca");
+    ew_harness *h = ptest_open(state, NCH, s_names, NULL, NULL);
+    double *rows = calloc(700 * NCH, sizeof *rows);
+    for (size_t i = 0; i < 700 * NCH; i++)
+        rows[i] = 3.5;
+    rows[650 * NCH + 2] = 3.6;
+    s_process(h, 700, rows);
+    ck_assert(!ew_harness_learning(h));
+    ck_assert_uint_ge(ew_harness_logged(h, EW_LOG_WARN), 1);
+    for (size_t i = 500; i < 650; i++)
+        ck_assert_uint_eq(ew_harness_flags(h)[i], 0);
+    ck_assert(ew_harness_flags(h)[650]);
+    ck_assert(ew_harness_contrib(h)[650 * NCH + 2] > 0);
+    free(rows);
+    ew_harness_destroy(&h);
+    /* The model is saved and loads. */
+    h = ptest_open(state, NCH, s_names, NULL, NULL);
+    ck_assert(!ew_harness_learning(h));
+    ew_harness_destroy(&h);
+    ptest_tmpdir_free(state);
+}
+END_TEST
+
 START_TEST(option_errors)
 {
     int rc;
@@ -617,6 +642,7 @@ int main(void)
     tcase_add_test(tc, lags_learn_the_dynamics);
     tcase_add_test(tc, retrains_on_recent_normal_rows);
     tcase_add_test(tc, limits_options);
+    tcase_add_test(tc, constant_training_data_is_reported_and_changes_are_flagged);
     tcase_add_test(tc, option_errors);
     suite_add_tcase(s, tc);
     return ptest_run(s);
