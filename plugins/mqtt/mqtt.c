@@ -77,7 +77,8 @@ static const ew_option s_options[] = {
     EW_OPTION("client_id", EW_OPT_STRING, "", mqtt_config, client_id,
               "MQTT client id; empty = edgewatch-<node>."),
     EW_OPTION("topic", EW_OPT_STRING, "edgewatch/{node}", mqtt_config, topic,
-              "Topic template: {node} = the node that produced the sample, {sink} = this node."),
+              "Topic template: {node} = the node that produced the sample or raised the event, "
+              "{sink} = this node."),
     EW_OPTION_RANGE("qos", EW_OPT_INT, "1", 0, 2, mqtt_config, qos,
                     "MQTT quality of service 0, 1 or 2; acknowledged messages leave the spool."),
     EW_OPTION("retain", EW_OPT_BOOL, "false", mqtt_config, retain,
