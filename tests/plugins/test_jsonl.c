@@ -372,6 +372,15 @@ START_TEST(option_errors)
 }
 END_TEST
 
+/* PATH.k, or PATH itself for k = 0. */
+static void s_rotated(char *out, size_t len, int k)
+{
+    if (k)
+        snprintf(out, len, "%s.%d", s_path, k);
+    else
+        snprintf(out, len, "%s", s_path);
+}
+
 /* Reads `path` and returns its x values in order (NULL and 0 when absent);
  * checks every line is whole JSON and the file is at most `max` bytes. */
 static double *s_file_xs(const char *path, size_t max, size_t *n)
@@ -423,10 +432,7 @@ static void s_rotation(const char *flush, const char *fsync_mode)
     size_t total = 0;
     for (int k = 3; k >= 0; k--) {
         char path[600];
-        if (k)
-            snprintf(path, sizeof path, "%s.%d", s_path, k);
-        else
-            snprintf(path, sizeof path, "%s", s_path);
+        s_rotated(path, sizeof path, k);
         ck_assert_msg(access(path, F_OK) == 0, "%s is missing", path);
         size_t n;
         double *xs = s_file_xs(path, 300, &n);
@@ -474,10 +480,7 @@ START_TEST(rotation_long_line_gets_its_own_file)
     ew_harness_destroy(&h);
     for (int k = 2; k >= 0; k--) {
         char path[600];
-        if (k)
-            snprintf(path, sizeof path, "%s.%d", s_path, k);
-        else
-            snprintf(path, sizeof path, "%s", s_path);
+        s_rotated(path, sizeof path, k);
         size_t n;
         double *xs = s_file_xs(path, 1000, &n);
         ck_assert_uint_eq(n, 1);
@@ -635,10 +638,7 @@ START_TEST(events_rotate)
     int64_t expect = -1;
     for (int k = 3; k >= 0; k--) {
         char path[600];
-        if (k)
-            snprintf(path, sizeof path, "%s.%d", s_path, k);
-        else
-            snprintf(path, sizeof path, "%s", s_path);
+        s_rotated(path, sizeof path, k);
         char *text = ptest_slurp(path);
         size_t len = strlen(text);
         ck_assert_msg(len > 0 && len <= 1000 && text[len - 1] == '\n', "%s: %zu bytes", path, len);
