@@ -911,3 +911,23 @@ const char *ew_harness_degraded(const ew_harness *h)
 {
     return h && h->degraded ? h->degraded_reason : NULL;
 }
+
+int ew_harness_consume_event(ew_harness *h, const ew_event *event)
+{
+    int rc = s_require(h, EW_KIND_SINK, "ew_harness_consume_event");
+    if (rc != EW_OK)
+        return rc;
+    const ew_plugin *p = h->plugin;
+    if (!EW_PLUGIN_HAS(p, consume_event) || !p->consume_event) {
+        s_error(h, "ew_harness_consume_event: sink %s has no consume_event (built against ABI "
+                   "%u.%u%s); the host gives it no events",
+                p->name, (unsigned)p->abi_major, (unsigned)p->abi_minor,
+                EW_PLUGIN_HAS(p, consume_event) ? ", the callback is NULL" : ", before 1.2");
+        return EW_EINVAL;
+    }
+    if (!event) {
+        s_error(h, "ew_harness_consume_event: the event is NULL");
+        return EW_EINVAL;
+    }
+    return p->consume_event(h->self, event);
+}

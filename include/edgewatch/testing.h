@@ -77,6 +77,11 @@ bool ew_harness_learning(const ew_harness *h);
 const char *ew_harness_degraded(const ew_harness *h);
 /* Calls destroy (if init succeeded), frees everything, sets *h to NULL. */
 void ew_harness_destroy(ew_harness **h);
+/* Sinks, ABI 1.2: delivers one alert event as the host does for a sink set to
+ * `only = events` (fill struct_size = sizeof(ew_event), as the host does). Returns
+ * the plugin's code; EW_EINVAL for a plugin that is not a sink or has no
+ * consume_event (ew_harness_error tells which). */
+int ew_harness_consume_event(ew_harness *h, const ew_event *event);
 
 #ifdef __cplusplus
 }

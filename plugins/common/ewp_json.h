@@ -1,4 +1,5 @@
-/* ewp_json: a sample as one JSON object (the jsonl line and the mqtt payload), one implementation. */
+/* ewp_json: a sample or an alert event as one JSON object (the jsonl line, the mqtt
+ * payload, the zmq message), one implementation. */
 #ifndef EWP_JSON_H
 #define EWP_JSON_H
 
@@ -26,5 +27,17 @@ size_t ewp_json_render(const ewp_json_stream *st, const ew_batch *in, size_t i, 
                        char *out);
 /* json-c's escaping of `text`, quotes included, in a new string (NULL when out of memory). */
 char *ewp_json_string(const char *text);
+
+/* Writes alert event `ev` as one JSON object, keys in this order:
+ *   {prefix"ts":"..","node":"..","event":"open"|"closed","id":N,"start":"..",
+ *    "end":null|"..","duration_s":S,"peak_score":P,"peak_ts":"..","samples":N,
+ *    "channels":[{"name":"..","share":F},..]}
+ * (no newline): ts is the start of an open event and the end of a closed one;
+ * timestamps as in sample lines; an open event has end null and duration_s 0.
+ * `prefix` is inserted verbatim after the brace, "" for none. Returns the text in
+ * a new string (its length in *len), or NULL with the reason in err: an event no
+ * host makes (unknown state, missing node or channel names, a struct older than
+ * ABI 1.2) or out of memory. */
+char *ewp_json_event(const ew_event *ev, const char *prefix, size_t *len, char *err, size_t errlen);
 
 #endif

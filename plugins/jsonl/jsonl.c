@@ -19,6 +19,12 @@
  * written whole to one file, and rotation happens only between lines, as a
  * rename chain FILE.N-1 -> FILE.N ... FILE -> FILE.1 and a reopen. fsync =
  * batch | always makes lines durable (fdatasync) before consume returns.
+ *
+ * Alert events (ABI 1.2, a section with only = events) are lines too, written
+ * by consume_event through the same buffer, rotation and fsync as a batch of
+ * one: {"ts":"...","node":"pump_z","event":"open","id":1,"start":"...",
+ * "end":null,"duration_s":0,"peak_score":0.97,"peak_ts":"...","samples":1,
+ * "channels":[{"name":"temp","share":0.8}]} (ewp_json_event).
  */
 #include <edgewatch/plugin.h>
 
@@ -55,9 +61,13 @@ typedef struct jsonl {
     size_t len, cap;
     size_t done;               /* bytes of buf already written */
     bool pending;              /* buf holds a batch that failed to write completely */
+    bool pending_event;        /* ... and it was an event, not a batch */
     size_t pending_count;      /* that batch's size and first/last timestamps, to */
     int64_t pending_first;     /* recognise the host's retry of it */
     int64_t pending_last;
+    uint64_t pending_id;       /* that event's id, state and node, for the same reason */
+    ew_event_state pending_state;
+    char *pending_node;
     uint64_t size;             /* bytes in the current file (rotation) */
     bool dirty;                /* written since the last fdatasync */
     ew_counter *lines, *rotations;
@@ -101,6 +111,7 @@ static void s_destroy(void *self)
         close(j->fd);
     ewp_json_free(&j->json);
     free(j->buf);
+    free(j->pending_node);
     free(j);
 }
 
@@ -363,7 +374,7 @@ static int s_drain(jsonl *j)
 
 static bool s_same_batch(const jsonl *j, const ew_batch *in)
 {
-    return in->count == j->pending_count &&
+    return !j->pending_event && in->count == j->pending_count &&
            (in->count == 0 ||
             (in->ts[0] == j->pending_first && in->ts[in->count - 1] == j->pending_last));
 }
@@ -398,9 +409,52 @@ static int s_consume(void *self, const ew_batch *in)
         j->len += ewp_json_render(st, in, i, "", j->buf + j->len);
         j->buf[j->len++] = '\n';
     }
+    j->pending_event = false;
     j->pending_count = in->count;
     j->pending_first = in->count ? in->ts[0] : 0;
     j->pending_last = in->count ? in->ts[in->count - 1] : 0;
+    return s_drain(j);
+}
+
+static bool s_same_event(const jsonl *j, const ew_event *ev)
+{
+    return j->pending_event && ev && ev->id == j->pending_id && ev->state == j->pending_state &&
+           ev->node && j->pending_node && strcmp(ev->node, j->pending_node) == 0;
+}
+
+static int s_consume_event(void *self, const ew_event *ev)
+{
+    jsonl *j = self;
+    if (j->pending) {
+        /* As in consume: finish the line that failed instead of writing it twice. */
+        int rc = s_drain(j);
+        if (rc != EW_OK || s_same_event(j, ev))
+            return rc;
+    }
+    char err[512];
+    size_t n = 0;
+    char *line = ewp_json_event(ev, "", &n, err, sizeof err);
+    if (!line) {
+        j->host->set_error(j->node, "cannot write the event: %s", err);
+        return EW_ERR;
+    }
+    char *node = strdup(ev->node);
+    if (!node || !s_reserve(j, n + 1)) {
+        free(node);
+        free(line);
+        j->host->set_error(j->node, "out of memory writing event %llu of node %s",
+                           (unsigned long long)ev->id, ev->node);
+        return EW_ERR;
+    }
+    memcpy(j->buf + j->len, line, n);
+    j->len += n;
+    j->buf[j->len++] = '\n';
+    free(line);
+    free(j->pending_node);
+    j->pending_node = node;
+    j->pending_event = true;
+    j->pending_id = ev->id;
+    j->pending_state = ev->state;
     return s_drain(j);
 }
 
@@ -412,9 +466,10 @@ static int s_flush(void *self)
     int rc = s_drain(j);
     if (rc != EW_OK) {
         j->host->set_error(j->node, "writing to %s failed at shutdown: %zu bytes (%llu lines) of "
-                                    "the last batch are lost; free space on its disk",
+                                    "the last %s are lost; free space on its disk",
                            j->shown_path, j->len - j->done,
-                           (unsigned long long)s_count_lines(j->buf + j->done, j->len - j->done));
+                           (unsigned long long)s_count_lines(j->buf + j->done, j->len - j->done),
+                           j->pending_event ? "event" : "batch");
         return EW_ERR;
     }
     return EW_OK;
@@ -424,8 +479,8 @@ static const ew_plugin s_plugin = {
     EW_PLUGIN_HEADER,
     .kind = EW_KIND_SINK,
     .name = "jsonl",
-    .version = "1.1.0",
-    .description = "Writes one JSON object per sample to standard output or a file",
+    .version = "1.2.0",
+    .description = "Writes one JSON object per sample or alert event to standard output or a file",
     .license = "MIT",
     .options = s_options,
     .config_size = sizeof(jsonl_config),
@@ -434,6 +489,7 @@ static const ew_plugin s_plugin = {
     .flush = s_flush,
     .destroy = s_destroy,
     .validate = s_validate,
+    .consume_event = s_consume_event,
 };
 
 EW_PLUGIN_EXPORT(s_plugin)

@@ -20,6 +20,12 @@
  * publishing resumes from the cursor: only the unacknowledged window is sent
  * again. Each payload starts with "seq": a per-node id, monotonic across
  * restarts, so subscribers can drop duplicates.
+ *
+ * Alert events (ABI 1.2; the section says only = events, e.g. with
+ * topic = plant/{node}/events) take the same path: consume_event spools one
+ * record, {"seq":N, then the event object of ewp_json_event}, published to the
+ * topic template with {node} = the detector node that raised it, in spool
+ * order with the samples, acknowledged the same way.
  */
 #include <edgewatch/plugin.h>
 
@@ -71,7 +77,8 @@ static const ew_option s_options[] = {
     EW_OPTION("client_id", EW_OPT_STRING, "", mqtt_config, client_id,
               "MQTT client id; empty = edgewatch-<node>."),
     EW_OPTION("topic", EW_OPT_STRING, "edgewatch/{node}", mqtt_config, topic,
-              "Topic template: {node} = the node that produced the sample, {sink} = this node."),
+              "Topic template: {node} = the node that produced the sample or raised the event, "
+              "{sink} = this node."),
     EW_OPTION_RANGE("qos", EW_OPT_INT, "1", 0, 2, mqtt_config, qos,
                     "MQTT quality of service 0, 1 or 2; acknowledged messages leave the spool."),
     EW_OPTION("retain", EW_OPT_BOOL, "false", mqtt_config, retain,
@@ -129,9 +136,13 @@ typedef struct mqtt {
     size_t nrecs_cap;
     char *topic;        /* the topic of the last origin seen */
     char *topic_origin;
-    bool held;          /* the last batch is spooled but was refused: the host will retry it */
+    bool held;          /* the last batch or event is spooled but was refused: the host will retry it */
+    bool held_event;    /* ... it was an event: its id, state and node identify it */
     size_t held_count;
     int64_t held_first, held_last;
+    uint64_t held_id;
+    ew_event_state held_state;
+    char *held_node;
     /* the network thread */
     struct mosquitto *mosq;
     pthread_t thread;
@@ -618,6 +629,7 @@ static void s_destroy(void *self)
     free(m->recs);
     free(m->topic);
     free(m->topic_origin);
+    free(m->held_node);
     free(m->ring);
     free(m);
 }
@@ -768,11 +780,64 @@ static int s_refused(mqtt *m, bool again)
     return EW_EAGAIN;
 }
 
+/* Room in consume's buffers for `bytes` of records and `recs` of them. */
+static bool s_reserve(mqtt *m, size_t bytes, size_t recs)
+{
+    if (bytes > m->cap) {
+        char *b = realloc(m->buf, bytes);
+        if (!b)
+            return false;
+        m->buf = b;
+        m->cap = bytes;
+    }
+    if (recs > m->nrecs_cap) {
+        spool_rec *r = realloc(m->recs, recs * sizeof *r);
+        if (!r)
+            return false;
+        m->recs = r;
+        m->nrecs_cap = recs;
+    }
+    return true;
+}
+
+/* Appends the n records rendered in m->recs to the spool, durably: EW_OK (they are
+ * accepted), EW_EAGAIN when the spool is full (block) or the disk fails for now,
+ * EW_ERR otherwise; the error says why. */
+static int s_append(mqtt *m, size_t n)
+{
+    uint64_t dropped = 0;
+    char err[512];
+    int rc = spool_append(m->sp, m->recs, n, m->cfg->spool_full == S_FULL_DROP_OLDEST, &dropped, err,
+                          sizeof err);
+    if (dropped) {
+        m->host->counter_add(m->c_dropped, dropped);
+        m->host->log(m->node, EW_LOG_WARN,
+                     "spool full (spool_max = %" PRIu64 " bytes): dropped the %" PRIu64
+                     " oldest undelivered messages (broker %s %s)",
+                     m->cfg->spool_max, dropped, m->cfg->broker,
+                     atomic_load(&m->connected) ? "too slow" : "unreachable");
+    }
+    if (rc == SPOOL_FULL) {
+        m->host->set_error(m->node, "spool full (%" PRIu64 " messages, spool_max = %" PRIu64
+                                    " bytes) while broker %s is %s; upstream waits (spool_full = block)",
+                           spool_pending(m->sp), m->cfg->spool_max, m->cfg->broker,
+                           atomic_load(&m->connected) ? "slow" : "unreachable");
+        return EW_EAGAIN;
+    }
+    if (rc != SPOOL_OK) {
+        m->host->set_error(m->node, "%s", err);
+        return rc == SPOOL_AGAIN ? EW_EAGAIN : EW_ERR;
+    }
+    m->host->counter_add(m->c_spooled, n);
+    s_wake(m);
+    return EW_OK;
+}
+
 static int s_consume(void *self, const ew_batch *in)
 {
     mqtt *m = self;
     /* The host's retry of the batch held back by a refusal: it is already spooled. */
-    bool retry = m->held && in->count == m->held_count &&
+    bool retry = m->held && !m->held_event && in->count == m->held_count &&
                  (in->count == 0 || (in->ts[0] == m->held_first && in->ts[in->count - 1] == m->held_last));
     m->held = false;
     if (retry) {
@@ -794,23 +859,9 @@ static int s_consume(void *self, const ew_batch *in)
         return EW_ERR;
     }
     size_t one = 2 + tlen + ewp_json_bound(st) + 32;
-    if (one * in->count > m->cap) {
-        char *b = realloc(m->buf, one * in->count);
-        if (!b) {
-            m->host->set_error(m->node, "out of memory rendering %zu messages", in->count);
-            return EW_ERR;
-        }
-        m->buf = b;
-        m->cap = one * in->count;
-    }
-    if (in->count > m->nrecs_cap) {
-        spool_rec *r = realloc(m->recs, in->count * sizeof *r);
-        if (!r) {
-            m->host->set_error(m->node, "out of memory rendering %zu messages", in->count);
-            return EW_ERR;
-        }
-        m->recs = r;
-        m->nrecs_cap = in->count;
+    if (!s_reserve(m, one * in->count, in->count)) {
+        m->host->set_error(m->node, "out of memory rendering %zu messages", in->count);
+        return EW_ERR;
     }
     /* Every sample becomes one record: [topic length, 2 bytes LE][topic][JSON]. */
     uint64_t seq = spool_next_seq(m->sp);
@@ -826,39 +877,73 @@ static int s_consume(void *self, const ew_batch *in)
         m->recs[i] = (spool_rec){r, n};
         len += n;
     }
-    uint64_t dropped = 0;
-    char err[512];
-    int rc = spool_append(m->sp, m->recs, in->count, m->cfg->spool_full == S_FULL_DROP_OLDEST, &dropped, err,
-                          sizeof err);
-    if (dropped) {
-        m->host->counter_add(m->c_dropped, dropped);
-        m->host->log(m->node, EW_LOG_WARN,
-                     "spool full (spool_max = %" PRIu64 " bytes): dropped the %" PRIu64
-                     " oldest undelivered messages (broker %s %s)",
-                     m->cfg->spool_max, dropped, m->cfg->broker,
-                     atomic_load(&m->connected) ? "too slow" : "unreachable");
-    }
-    if (rc == SPOOL_FULL) {
-        m->host->set_error(m->node, "spool full (%" PRIu64 " messages, spool_max = %" PRIu64
-                                    " bytes) while broker %s is %s; upstream waits (spool_full = block)",
-                           spool_pending(m->sp), m->cfg->spool_max, m->cfg->broker,
-                           atomic_load(&m->connected) ? "slow" : "unreachable");
-        return EW_EAGAIN;
-    }
-    if (rc != SPOOL_OK) {
-        m->host->set_error(m->node, "%s", err);
-        return rc == SPOOL_AGAIN ? EW_EAGAIN : EW_ERR;
-    }
-    m->host->counter_add(m->c_spooled, in->count);
-    s_wake(m);
+    int rc = s_append(m, in->count);
+    if (rc != EW_OK)
+        return rc;
     if (atomic_load(&m->refused)) {
         m->held = true;
+        m->held_event = false;
         m->held_count = in->count;
         m->held_first = in->ts[0];
         m->held_last = in->ts[in->count - 1];
         return s_refused(m, false);
     }
     return EW_OK;
+}
+
+static bool s_same_event(const mqtt *m, const ew_event *ev)
+{
+    return m->held && m->held_event && ev && ev->id == m->held_id && ev->state == m->held_state &&
+           ev->node && m->held_node && strcmp(ev->node, m->held_node) == 0;
+}
+
+static int s_consume_event(void *self, const ew_event *ev)
+{
+    mqtt *m = self;
+    /* As for a batch: the host's retry of an event held back by a refusal is spooled already. */
+    bool retry = s_same_event(m, ev);
+    m->held = false;
+    if (retry) {
+        m->held = true;
+        return s_refused(m, true);
+    }
+    char err[512], prefix[40];
+    snprintf(prefix, sizeof prefix, "\"seq\":%" PRIu64 ",", spool_next_seq(m->sp));
+    size_t jlen = 0;
+    char *json = ewp_json_event(ev, prefix, &jlen, err, sizeof err);
+    if (!json) {
+        m->host->set_error(m->node, "cannot publish the event: %s", err);
+        return EW_ERR;
+    }
+    const char *topic = s_topic(m, ev->node);
+    size_t tlen = topic ? strlen(topic) : 0;
+    if (!topic || !s_reserve(m, 2 + tlen + jlen, 1)) {
+        free(json);
+        m->host->set_error(m->node, "out of memory preparing event %" PRIu64 " of node %s", ev->id, ev->node);
+        return EW_ERR;
+    }
+    if (tlen > 1000) {
+        free(json);
+        m->host->set_error(m->node, "topic %s is too long (%zu bytes, at most 1000)", topic, tlen);
+        return EW_ERR;
+    }
+    /* One record, as for a sample: [topic length, 2 bytes LE][topic][JSON]. */
+    m->buf[0] = (char)(tlen & 0xff);
+    m->buf[1] = (char)(tlen >> 8);
+    memcpy(m->buf + 2, topic, tlen);
+    memcpy(m->buf + 2 + tlen, json, jlen);
+    free(json);
+    m->recs[0] = (spool_rec){m->buf, 2 + tlen + jlen};
+    int rc = s_append(m, 1);
+    if (rc != EW_OK || !atomic_load(&m->refused))
+        return rc;
+    free(m->held_node);
+    m->held_node = strdup(ev->node); /* NULL (out of memory): the retry is spooled again, seq tells */
+    m->held = m->held_node != NULL;
+    m->held_event = true;
+    m->held_id = ev->id;
+    m->held_state = ev->state;
+    return s_refused(m, false);
 }
 
 static int s_flush(void *self)
@@ -883,8 +968,8 @@ static const ew_plugin s_plugin = {
     EW_PLUGIN_HEADER,
     .kind = EW_KIND_SINK,
     .name = "mqtt",
-    .version = "1.0.0",
-    .description = "Publishes one JSON object per sample to an MQTT broker, through a crash-safe spool",
+    .version = "1.1.0",
+    .description = "Publishes one JSON object per sample or alert event to an MQTT broker, through a crash-safe spool",
     .license = "MIT",
     .options = s_options,
     .config_size = sizeof(mqtt_config),
@@ -894,6 +979,7 @@ static const ew_plugin s_plugin = {
     .flush = s_flush,
     .destroy = s_destroy,
     .validate = s_validate,
+    .consume_event = s_consume_event,
 };
 
 EW_PLUGIN_EXPORT(s_plugin)

@@ -9,6 +9,9 @@
  * Latency of a sample = host->now() when its batch arrives minus its
  * timestamp, kept in a log-linear histogram (fixed memory, about 3 %
  * resolution), reported as p50 / p99 / max in microseconds at flush.
+ *
+ * Alert events (ABI 1.2, a section with only = events) are counted in
+ * null_events and discarded, so tests and benchmarks can see them arrive.
  */
 #include <edgewatch/plugin.h>
 
@@ -32,7 +35,9 @@ typedef struct null_sink {
     ew_node *node;
     const null_config *cfg;
     ew_counter *samples_counter;
+    ew_counter *events_counter;
     uint64_t samples;
+    uint64_t events_open, events_closed;
     uint64_t future;          /* samples stamped later than their arrival */
     uint64_t max_ns;
     int64_t start_mono;       /* when start() ran */
@@ -77,6 +82,8 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
     n->cfg = config;
     n->samples_counter =
         host->counter(node, "null_samples", "Samples received and discarded by the null sink");
+    n->events_counter =
+        host->counter(node, "null_events", "Alert events (open and closed) received by the null sink");
     n->start_mono = host->monotonic(node);
     *self = n;
     return EW_OK;
@@ -113,6 +120,17 @@ static int s_consume(void *self, const ew_batch *in)
     return EW_OK;
 }
 
+static int s_consume_event(void *self, const ew_event *event)
+{
+    null_sink *n = self;
+    if (event->state == EW_EVENT_CLOSED)
+        n->events_closed++;
+    else
+        n->events_open++;
+    n->host->counter_add(n->events_counter, 1);
+    return EW_OK;
+}
+
 /* The value below which a fraction q of the samples fall (bucket upper bound). */
 static uint64_t s_quantile(const null_sink *n, double q)
 {
@@ -135,8 +153,12 @@ static int s_flush(void *self)
     null_sink *n = self;
     if (!n->cfg->report)
         return EW_OK;
+    if (n->events_open || n->events_closed)
+        n->host->log(n->node, EW_LOG_INFO, "received %llu events opened and %llu closed",
+                     (unsigned long long)n->events_open, (unsigned long long)n->events_closed);
     if (n->samples == 0) {
-        n->host->log(n->node, EW_LOG_INFO, "received 0 samples");
+        if (!n->events_open && !n->events_closed)
+            n->host->log(n->node, EW_LOG_INFO, "received 0 samples");
         return EW_OK;
     }
     double elapsed = (double)(n->last_mono - n->start_mono) / 1e9;
@@ -163,8 +185,8 @@ static const ew_plugin s_plugin = {
     EW_PLUGIN_HEADER,
     .kind = EW_KIND_SINK,
     .name = "null",
-    .version = "1.0.0",
-    .description = "Counts and discards samples; optionally reports rate and latency",
+    .version = "1.1.0",
+    .description = "Counts and discards samples and alert events; optionally reports rate and latency",
     .license = "MIT",
     .options = s_options,
     .config_size = sizeof(null_config),
@@ -173,6 +195,7 @@ static const ew_plugin s_plugin = {
     .consume = s_consume,
     .flush = s_flush,
     .destroy = s_destroy,
+    .consume_event = s_consume_event,
 };
 
 EW_PLUGIN_EXPORT(s_plugin)

@@ -17,6 +17,12 @@
  * or repeated, and upstream waits. Connecting PUSH sockets use ZMQ_IMMEDIATE,
  * so ZeroMQ queues nothing for a peer that is not there. With PUB, ZeroMQ
  * itself drops what no subscriber takes: that is PUB's contract.
+ *
+ * Alert events (ABI 1.2, a section with only = events) go out the same way,
+ * one message per event: PUSH [JSON], PUB [detector node's name][JSON], the
+ * JSON object of ewp_json_event whatever `format` says (csv has no shape for
+ * an event's ranked channels). A send ZeroMQ cannot queue sends nothing of the
+ * event, so the host's retry sends it whole, once.
  */
 #include <edgewatch/plugin.h>
 
@@ -268,12 +274,47 @@ static int s_consume(void *self, const ew_batch *in)
     return EW_ERR;
 }
 
+static int s_consume_event(void *self, const ew_event *ev)
+{
+    zmq_sink *z = self;
+    char err[512];
+    size_t len = 0;
+    char *msg = ewp_json_event(ev, "", &len, err, sizeof err);
+    if (!msg) {
+        z->host->set_error(z->node, "cannot send the event: %s", err);
+        return EW_ERR;
+    }
+    int rc = 0;
+    if (z->cfg->socket == S_PUB)
+        rc = zmq_send(z->sock, ev->node, strlen(ev->node), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    if (rc >= 0)
+        rc = zmq_send(z->sock, msg, len, ZMQ_DONTWAIT);
+    free(msg);
+    if (rc >= 0) {
+        z->host->counter_add(z->c_sent, 1);
+        return EW_OK;
+    }
+    int e = zmq_errno();
+    if (e == EAGAIN) {
+        z->host->set_error(z->node,
+                           "no peer connected to %s (or the peers hold sndhwm = %lld messages "
+                           "already); %s event %llu of node %s waits, upstream waits too",
+                           z->cfg->endpoint, (long long)z->cfg->sndhwm,
+                           ev->state == EW_EVENT_OPEN ? "open" : "closed",
+                           (unsigned long long)ev->id, ev->node);
+        return EW_EAGAIN;
+    }
+    z->host->set_error(z->node, "sending to %s failed: %s; event %llu of node %s is lost",
+                       z->cfg->endpoint, zmq_strerror(e), (unsigned long long)ev->id, ev->node);
+    return EW_ERR;
+}
+
 static const ew_plugin s_plugin = {
     EW_PLUGIN_HEADER,
     .kind = EW_KIND_SINK,
     .name = "zmq",
-    .version = "1.0.0",
-    .description = "Sends one ZeroMQ message per sample (PUSH or PUB), as JSON or csv",
+    .version = "1.1.0",
+    .description = "Sends one ZeroMQ message per sample (PUSH or PUB), as JSON or csv, and per alert event",
     .license = "MIT",
     .options = s_options,
     .config_size = sizeof(zmq_sink_config),
@@ -281,6 +322,7 @@ static const ew_plugin s_plugin = {
     .consume = s_consume,
     .destroy = s_destroy,
     .validate = s_validate,
+    .consume_event = s_consume_event,
 };
 
 EW_PLUGIN_EXPORT(s_plugin)

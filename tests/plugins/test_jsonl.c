@@ -3,6 +3,7 @@
 
 #include "options.h"
 #include "ptest.h"
+#include "ptest_event.h"
 
 #include <check.h>
 #include <errno.h>
@@ -371,6 +372,15 @@ START_TEST(option_errors)
 }
 END_TEST
 
+/* PATH.k, or PATH itself for k = 0. */
+static void s_rotated(char *out, size_t len, int k)
+{
+    if (k)
+        snprintf(out, len, "%s.%d", s_path, k);
+    else
+        snprintf(out, len, "%s", s_path);
+}
+
 /* Reads `path` and returns its x values in order (NULL and 0 when absent);
  * checks every line is whole JSON and the file is at most `max` bytes. */
 static double *s_file_xs(const char *path, size_t max, size_t *n)
@@ -422,10 +432,7 @@ static void s_rotation(const char *flush, const char *fsync_mode)
     size_t total = 0;
     for (int k = 3; k >= 0; k--) {
         char path[600];
-        if (k)
-            snprintf(path, sizeof path, "%s.%d", s_path, k);
-        else
-            snprintf(path, sizeof path, "%s", s_path);
+        s_rotated(path, sizeof path, k);
         ck_assert_msg(access(path, F_OK) == 0, "%s is missing", path);
         size_t n;
         double *xs = s_file_xs(path, 300, &n);
@@ -473,10 +480,7 @@ START_TEST(rotation_long_line_gets_its_own_file)
     ew_harness_destroy(&h);
     for (int k = 2; k >= 0; k--) {
         char path[600];
-        if (k)
-            snprintf(path, sizeof path, "%s.%d", s_path, k);
-        else
-            snprintf(path, sizeof path, "%s", s_path);
+        s_rotated(path, sizeof path, k);
         size_t n;
         double *xs = s_file_xs(path, 1000, &n);
         ck_assert_uint_eq(n, 1);
@@ -558,6 +562,223 @@ START_TEST(rotation_and_fsync_need_a_file)
 }
 END_TEST
 
+/* ---- alert events (ABI 1.2 consume_event) ---- */
+
+START_TEST(events_are_exact_lines)
+{
+    ew_harness *h = s_make(1, (const char *[]){"x"}, (const char *[]){"path", s_path, "flush", "line", NULL});
+    ew_event open = ptest_event(EW_EVENT_OPEN, 1), closed = ptest_event(EW_EVENT_CLOSED, 1);
+    ck_assert_int_eq(ew_harness_consume_event(h, &open), EW_OK);
+    /* Written when consume_event returns, not at flush. */
+    char *text = ptest_slurp(s_path);
+    ck_assert_str_eq(text, PTEST_EVENT_OPEN_JSON "\n");
+    free(text);
+    ck_assert_int_eq(ew_harness_consume_event(h, &closed), EW_OK);
+    ck_assert_uint_eq(ew_harness_counter(h, "jsonl_lines"), 2);
+    ew_harness_destroy(&h);
+    text = ptest_slurp(s_path);
+    ck_assert_str_eq(text, PTEST_EVENT_OPEN_JSON "\n" PTEST_EVENT_CLOSED_JSON "\n");
+    json_object *lines[4];
+    ck_assert_uint_eq(s_parse_lines(text, lines, 4), 2);
+    json_object *ch = s_get(lines[1], "channels");
+    ck_assert_int_eq(json_object_array_length(ch), 2);
+    ck_assert_str_eq(json_object_get_string(s_get(json_object_array_get_idx(ch, 1), "name")), "say \"hi\"");
+    ck_assert(s_num(lines[1], "duration_s") == 12.5);
+    ck_assert(json_object_is_type(s_get(lines[0], "end"), json_type_null));
+    json_object_put(lines[0]);
+    json_object_put(lines[1]);
+    free(text);
+}
+END_TEST
+
+/* Events and samples share one file, in the order they came. */
+START_TEST(events_between_samples_keep_their_order)
+{
+    ew_harness *h = s_make(1, (const char *[]){"x"}, (const char *[]){"path", s_path, NULL});
+    const int64_t ts[] = {10, 11};
+    const double v[] = {1, 2};
+    ew_event open = ptest_event(EW_EVENT_OPEN, 7);
+    open.n_channels = 0; /* a detector without attribution */
+    open.channels = NULL;
+    open.peak_score = NAN;
+    ck_assert_int_eq(ew_harness_consume(h, 1, ts, v), EW_OK);
+    ck_assert_int_eq(ew_harness_consume_event(h, &open), EW_OK);
+    ck_assert_int_eq(ew_harness_consume(h, 1, ts + 1, v + 1), EW_OK);
+    ew_harness_destroy(&h);
+    char *text = ptest_slurp(s_path);
+    json_object *lines[4];
+    ck_assert_uint_eq(s_parse_lines(text, lines, 4), 3);
+    ck_assert(s_num(s_get(lines[0], "values"), "x") == 1);
+    ck_assert_str_eq(json_object_get_string(s_get(lines[1], "event")), "open");
+    ck_assert_int_eq(json_object_get_int64(s_get(lines[1], "id")), 7);
+    ck_assert_int_eq(json_object_array_length(s_get(lines[1], "channels")), 0);
+    ck_assert(json_object_is_type(s_get(lines[1], "peak_score"), json_type_null));
+    ck_assert(s_num(s_get(lines[2], "values"), "x") == 2);
+    for (int i = 0; i < 3; i++)
+        json_object_put(lines[i]);
+    free(text);
+}
+END_TEST
+
+/* Events rotate like samples: no file over rotate_size, every line whole,
+ * the newest events once each and in order across PATH.N .. PATH. */
+START_TEST(events_rotate)
+{
+    ew_harness *h = s_make(1, (const char *[]){"x"},
+                           (const char *[]){"path", s_path, "rotate_size", "1000", "rotate_keep", "3",
+                                            "fsync", "always", NULL});
+    enum { N = 40 };
+    for (uint64_t id = 1; id <= N; id++) {
+        ew_event ev = ptest_event(id % 2 ? EW_EVENT_OPEN : EW_EVENT_CLOSED, (id + 1) / 2);
+        ck_assert_int_eq(ew_harness_consume_event(h, &ev), EW_OK);
+    }
+    ck_assert_uint_eq(ew_harness_counter(h, "jsonl_lines"), N);
+    ck_assert_uint_gt(ew_harness_counter(h, "jsonl_rotations"), 5);
+    ew_harness_destroy(&h);
+    int64_t expect = -1;
+    for (int k = 3; k >= 0; k--) {
+        char path[600];
+        s_rotated(path, sizeof path, k);
+        char *text = ptest_slurp(path);
+        size_t len = strlen(text);
+        ck_assert_msg(len > 0 && len <= 1000 && text[len - 1] == '\n', "%s: %zu bytes", path, len);
+        json_object *lines[16];
+        size_t n = s_parse_lines(text, lines, 16);
+        for (size_t i = 0; i < n; i++) {
+            /* Line number k of the stream is event (k+1)/2, open when k is odd. */
+            int64_t seq = 2 * json_object_get_int64(s_get(lines[i], "id")) -
+                          (strcmp(json_object_get_string(s_get(lines[i], "event")), "open") == 0);
+            if (expect < 0)
+                expect = seq;
+            ck_assert_int_eq(seq, expect);
+            expect++;
+            json_object_put(lines[i]);
+        }
+        free(text);
+    }
+    ck_assert_int_eq(expect, N + 1);
+}
+END_TEST
+
+/* fsync applies to events: a file that cannot be synced (a FIFO) fails the
+ * event with the reason when fsync is on, and is fine when it is off. */
+START_TEST(events_are_synced)
+{
+    char fifo[600];
+    snprintf(fifo, sizeof fifo, "%s/fifo", s_dir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    int rd = open(fifo, O_RDONLY | O_NONBLOCK);
+    ck_assert_int_ge(rd, 0);
+    ew_event ev = ptest_event(EW_EVENT_OPEN, 1);
+    ew_harness *h = s_make(1, (const char *[]){"x"}, (const char *[]){"path", fifo, "fsync", "batch", NULL});
+    ck_assert_int_eq(ew_harness_consume_event(h, &ev), EW_ERR);
+    ck_assert_msg(strstr(ew_harness_error(h), "fdatasync of") && strstr(ew_harness_error(h), fifo),
+                  "%s", ew_harness_error(h));
+    ew_harness_destroy(&h);
+    h = s_make(1, (const char *[]){"x"}, (const char *[]){"path", fifo, NULL});
+    ck_assert_int_eq(ew_harness_consume_event(h, &ev), EW_OK);
+    ew_harness_destroy(&h);
+    char buf[8192];
+    ssize_t n = read(rd, buf, sizeof buf - 1);
+    ck_assert_int_gt(n, 0);
+    buf[n] = '\0';
+    /* The line written before the failed sync, then the one of the second run. */
+    ck_assert_str_eq(buf, PTEST_EVENT_OPEN_JSON "\n" PTEST_EVENT_OPEN_JSON "\n");
+    close(rd);
+}
+END_TEST
+
+/* An event line larger than the pipe is finished on the host's retry, never
+ * repeated; an event after it is written too. */
+START_TEST(event_retry_after_partial_write)
+{
+    enum { NCH = 200 };
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    ck_assert_int_ge(fcntl(p[1], F_SETPIPE_SZ, 4096), 4096);
+    fcntl(p[1], F_SETFL, O_NONBLOCK);
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    s_redirect_stdout(p[1]);
+    ew_harness *h = s_make(1, (const char *[]){"x"}, NULL);
+    static char names[NCH][48];
+    ew_event_channel ch[NCH];
+    for (int i = 0; i < NCH; i++) {
+        snprintf(names[i], sizeof names[i], "a_rather_long_channel_name_%03d", i);
+        ch[i] = (ew_event_channel){names[i], 1.0 / NCH};
+    }
+    ew_event big = ptest_event(EW_EVENT_CLOSED, 3);
+    big.n_channels = NCH;
+    big.channels = ch;
+    ew_event next = ptest_event(EW_EVENT_OPEN, 4);
+    size_t cap = 1 << 20, got = 0;
+    char *out = malloc(cap);
+    int rc, retries = 0;
+    while ((rc = ew_harness_consume_event(h, &big)) == EW_EAGAIN) {
+        ck_assert_msg(strstr(ew_harness_error(h), "will retry"), "%s", ew_harness_error(h));
+        ck_assert_int_lt(++retries, 1000);
+        ssize_t n;
+        while ((n = read(p[0], out + got, cap - got)) > 0)
+            got += (size_t)n;
+    }
+    ck_assert_int_eq(rc, EW_OK);
+    ck_assert_int_gt(retries, 0);
+    ck_assert_int_eq(ew_harness_consume_event(h, &next), EW_OK);
+    ssize_t n;
+    while ((n = read(p[0], out + got, cap - got)) > 0)
+        got += (size_t)n;
+    out[got] = '\0';
+    ew_harness_destroy(&h);
+    close(p[0]);
+    json_object *lines[4];
+    ck_assert_uint_eq(s_parse_lines(out, lines, 4), 2);
+    ck_assert_int_eq(json_object_array_length(s_get(lines[0], "channels")), NCH);
+    ck_assert_int_eq(json_object_get_int64(s_get(lines[0], "id")), 3);
+    ck_assert_int_eq(json_object_get_int64(s_get(lines[1], "id")), 4);
+    json_object_put(lines[0]);
+    json_object_put(lines[1]);
+    free(out);
+}
+END_TEST
+
+START_TEST(event_disk_full_is_transient_then_lost_at_flush)
+{
+    ew_harness *h = s_make(1, (const char *[]){"x"}, (const char *[]){"path", "/dev/full", NULL});
+    ew_event ev = ptest_event(EW_EVENT_OPEN, 1);
+    ck_assert_int_eq(ew_harness_consume_event(h, &ev), EW_EAGAIN);
+    ck_assert_msg(strstr(ew_harness_error(h), "No space left on device"), "%s", ew_harness_error(h));
+    ck_assert_int_eq(ew_harness_consume_event(h, &ev), EW_EAGAIN);
+    ck_assert_int_eq(ew_harness_flush(h), EW_ERR);
+    ck_assert_msg(strstr(ew_harness_error(h), "1 lines") && strstr(ew_harness_error(h), "last event"),
+                  "%s", ew_harness_error(h));
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+/* Events no host makes are refused with the reason, and nothing is written. */
+START_TEST(bad_events_are_refused_clearly)
+{
+    ew_harness *h = s_make(1, (const char *[]){"x"}, (const char *[]){"path", s_path, NULL});
+    ew_event ev = ptest_event(EW_EVENT_OPEN, 5);
+    ev.node = NULL;
+    ck_assert_int_eq(ew_harness_consume_event(h, &ev), EW_ERR);
+    ck_assert_msg(strstr(ew_harness_error(h), "event 5 names no detector node"), "%s", ew_harness_error(h));
+    ev = ptest_event(EW_EVENT_OPEN, 5);
+    ev.state = (ew_event_state)9;
+    ck_assert_int_eq(ew_harness_consume_event(h, &ev), EW_ERR);
+    ck_assert_msg(strstr(ew_harness_error(h), "unknown state 9"), "%s", ew_harness_error(h));
+    ev = ptest_event(EW_EVENT_OPEN, 5);
+    ev.struct_size = 8;
+    ck_assert_int_eq(ew_harness_consume_event(h, &ev), EW_ERR);
+    ck_assert_msg(strstr(ew_harness_error(h), "older than ABI 1.2"), "%s", ew_harness_error(h));
+    ck_assert_int_eq(ew_harness_consume_event(h, NULL), EW_EINVAL);
+    ck_assert_msg(strstr(ew_harness_error(h), "NULL"), "%s", ew_harness_error(h));
+    ew_harness_destroy(&h);
+    char *text = ptest_slurp(s_path);
+    ck_assert_str_eq(text, "");
+    free(text);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("plugin-jsonl");
@@ -583,6 +804,13 @@ int main(void)
     tcase_add_test(tc, rotation_counts_an_existing_file);
     tcase_add_test(tc, rotation_error_is_clear);
     tcase_add_test(tc, rotation_and_fsync_need_a_file);
+    tcase_add_test(tc, events_are_exact_lines);
+    tcase_add_test(tc, events_between_samples_keep_their_order);
+    tcase_add_test(tc, events_rotate);
+    tcase_add_test(tc, events_are_synced);
+    tcase_add_test(tc, event_retry_after_partial_write);
+    tcase_add_test(tc, event_disk_full_is_transient_then_lost_at_flush);
+    tcase_add_test(tc, bad_events_are_refused_clearly);
     suite_add_tcase(s, tc);
     return ptest_run(s);
 }

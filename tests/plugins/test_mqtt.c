@@ -1,21 +1,30 @@
 /* Tests of the mqtt sink through the SDK harness, without a broker: option
  * checks, the spool (fsync'd before consume returns, bounded under both
  * policies, a torn tail truncated on reopen, ids continuing across restarts).
- * The real-broker cases are in tests/integration/test_mqtt.py. */
+ * Alert events go to a real mosquitto (started here); the real-broker cases of
+ * the whole binary are in tests/integration/test_mqtt.py. */
 #include <edgewatch/testing.h>
 
 #include "ptest.h"
+#include "ptest_event.h"
 
 #include <check.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <mosquitto.h>
 #include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#define S_MOSQUITTO "/usr/sbin/mosquitto"
 
 /* Each test has its own folder (a checked fixture). */
 static void s_setup(void)
@@ -185,6 +194,234 @@ START_TEST(test_spool_full_block_then_drop_oldest)
 }
 END_TEST
 
+/* ---- alert events (ABI 1.2 consume_event) against a real mosquitto ---- */
+
+/* A mosquitto broker on 127.0.0.1:port, started with a generated config in the
+ * suite's folder; it dies with the test process (PR_SET_PDEATHSIG) even when an
+ * assertion ends the test early. */
+typedef struct s_broker {
+    pid_t pid;
+    int port;
+} s_broker;
+
+static void s_broker_start(s_broker *b, int port, const char *password_file)
+{
+    char conf[600], log[600];
+    snprintf(conf, sizeof conf, "%s/mosquitto-%d.conf", ptest_suite_dir(), port);
+    snprintf(log, sizeof log, "%s/mosquitto-%d.log", ptest_suite_dir(), port);
+    FILE *f = fopen(conf, "w");
+    ck_assert_ptr_nonnull(f);
+    struct passwd *pw = getpwuid(geteuid());
+    /* As root mosquitto would switch to its own user, which cannot read our folder. */
+    fprintf(f, "per_listener_settings false\npersistence false\nlog_dest stderr\nuser %s\n"
+               "listener %d 127.0.0.1\nallow_anonymous %s\n",
+            pw ? pw->pw_name : "root", port, password_file ? "false" : "true");
+    if (password_file)
+        fprintf(f, "password_file %s\n", password_file);
+    fclose(f);
+    pid_t parent = getpid();
+    b->port = port;
+    b->pid = fork();
+    ck_assert_int_ge(b->pid, 0);
+    if (b->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(1);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(S_MOSQUITTO, S_MOSQUITTO, "-c", conf, (char *)NULL);
+        execlp("mosquitto", "mosquitto", "-c", conf, (char *)NULL);
+        fprintf(stderr, "cannot run %s or mosquitto from PATH: install mosquitto (tools/deps)\n", S_MOSQUITTO);
+        _exit(127);
+    }
+    /* Ready once the port accepts connections. */
+    for (int tries = 0;; tries++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+        close(fd);
+        if (rc == 0)
+            break;
+        int status;
+        ck_assert_msg(waitpid(b->pid, &status, WNOHANG) == 0, "mosquitto exited at start (see %s)", log);
+        ck_assert_msg(tries < 500, "mosquitto did not listen on %d within 10 s", port);
+        usleep(20000);
+    }
+}
+
+static void s_broker_stop(s_broker *b)
+{
+    kill(b->pid, SIGTERM);
+    waitpid(b->pid, NULL, 0);
+}
+
+/* A subscriber to plant/# at QoS 1 that keeps what it receives. */
+typedef struct s_sub {
+    struct mosquitto *mosq;
+    bool subscribed;
+    size_t n;
+    char topic[8][128];
+    char payload[8][1024];
+} s_sub;
+
+static void s_sub_on_connect(struct mosquitto *mosq, void *obj, int rc)
+{
+    (void)obj;
+    if (rc == 0)
+        mosquitto_subscribe(mosq, NULL, "plant/#", 1);
+}
+
+static void s_sub_on_subscribe(struct mosquitto *mosq, void *obj, int mid, int n, const int *qos)
+{
+    (void)mosq, (void)mid, (void)n, (void)qos;
+    ((s_sub *)obj)->subscribed = true;
+}
+
+static void s_sub_on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *msg)
+{
+    (void)mosq;
+    s_sub *s = obj;
+    if (s->n < 8) {
+        snprintf(s->topic[s->n], sizeof s->topic[0], "%s", msg->topic);
+        snprintf(s->payload[s->n], sizeof s->payload[0], "%.*s", msg->payloadlen, (const char *)msg->payload);
+    }
+    s->n++;
+}
+
+static void s_sub_loop_until(s_sub *s, bool *flag, size_t count)
+{
+    for (int i = 0; i < 500 && !(flag ? *flag : s->n >= count); i++)
+        ck_assert_int_eq(mosquitto_loop(s->mosq, 20, 1), MOSQ_ERR_SUCCESS);
+    ck_assert_msg(flag ? *flag : s->n >= count, "subscriber: %zu of %zu messages within 10 s", s->n, count);
+}
+
+static void s_sub_start(s_sub *s, int port)
+{
+    mosquitto_lib_init();
+    *s = (s_sub){0};
+    s->mosq = mosquitto_new("ew-test-sub", true, s);
+    ck_assert_ptr_nonnull(s->mosq);
+    mosquitto_connect_callback_set(s->mosq, s_sub_on_connect);
+    mosquitto_subscribe_callback_set(s->mosq, s_sub_on_subscribe);
+    mosquitto_message_callback_set(s->mosq, s_sub_on_message);
+    ck_assert_int_eq(mosquitto_connect(s->mosq, "127.0.0.1", port, 30), MOSQ_ERR_SUCCESS);
+    s_sub_loop_until(s, &s->subscribed, 0);
+}
+
+static ew_harness *s_event_sink(int port, const char *drain, const char *const *extra)
+{
+    ew_harness *h = ew_harness_new(ew_plugin_entry(), ptest_suite_dir());
+    char url[64];
+    snprintf(url, sizeof url, "mqtt://127.0.0.1:%d", port);
+    ew_harness_option(h, "broker", url);
+    ew_harness_option(h, "topic", "plant/{node}/events");
+    ew_harness_option(h, "drain_timeout", drain);
+    for (size_t i = 0; extra && extra[i]; i += 2)
+        ew_harness_option(h, extra[i], extra[i + 1]);
+    ew_harness_input(h, 2, (const char *[]){"temp", "pressure"});
+    int rc = ew_harness_init(h);
+    PTEST_ASSERT_INIT(h, rc);
+    return h;
+}
+
+/* An event accepted while the broker is down is in the spool, survives the
+ * restart of the sink, and reaches the subscriber first once the broker is up,
+ * then the samples and events of the new run, in order, each once, with seq. */
+START_TEST(events_spooled_while_down_reach_the_broker_in_order)
+{
+    int port = s_dead_port();
+    ew_harness *h = s_event_sink(port, "0", NULL);
+    ew_event open = ptest_event(EW_EVENT_OPEN, 1), closed = ptest_event(EW_EVENT_CLOSED, 1);
+    ck_assert_int_eq(ew_harness_consume_event(h, &open), EW_OK);
+    ck_assert_uint_eq(ew_harness_counter(h, "mqtt_spooled"), 1);
+    ck_assert_int_gt(s_spool_bytes(), 24 + 2 + (long)strlen(PTEST_EVENT_OPEN_JSON)); /* on disk now */
+    ck_assert_int_eq(ew_harness_flush(h), EW_OK);
+    ew_harness_destroy(&h);
+
+    s_broker b;
+    s_broker_start(&b, port, NULL);
+    s_sub sub;
+    s_sub_start(&sub, port);
+    h = s_event_sink(port, "10s", NULL);
+    const int64_t ts[] = {PTEST_EVENT_START + 1000};
+    const double v[] = {71.5, 2.5};
+    ck_assert_int_eq(ew_harness_consume(h, 1, ts, v), EW_OK);
+    ck_assert_int_eq(ew_harness_consume_event(h, &closed), EW_OK);
+    ck_assert_int_eq(ew_harness_flush(h), EW_OK); /* sends until the spool is empty */
+    ck_assert_uint_eq(ew_harness_counter(h, "mqtt_published"), 3);
+    ew_harness_destroy(&h);
+    s_sub_loop_until(&sub, NULL, 3);
+    for (int i = 0; i < 10; i++) /* anything more (a duplicate) would arrive now */
+        mosquitto_loop(sub.mosq, 20, 1);
+    ck_assert_uint_eq(sub.n, 3);
+    ck_assert_str_eq(sub.topic[0], "plant/pump_z/events");
+    char want[1024];
+    snprintf(want, sizeof want, "{\"seq\":1,%s", PTEST_EVENT_OPEN_JSON + 1);
+    ck_assert_str_eq(sub.payload[0], want);
+    ck_assert_str_eq(sub.topic[1], "plant/upstream/events");
+    ck_assert_msg(strncmp(sub.payload[1], "{\"seq\":2,\"ts\":\"2026-11-26T16:35:03.123457Z\",\"node\":\"upstream\"", 61) == 0,
+                  "%s", sub.payload[1]);
+    ck_assert_str_eq(sub.topic[2], "plant/pump_z/events");
+    snprintf(want, sizeof want, "{\"seq\":3,%s", PTEST_EVENT_CLOSED_JSON + 1);
+    ck_assert_str_eq(sub.payload[2], want);
+    mosquitto_destroy(sub.mosq);
+    s_broker_stop(&b);
+}
+END_TEST
+
+/* While the broker refuses us the event is spooled once and reported as
+ * transient; the host's retries of it do not spool it again. */
+START_TEST(refused_event_is_spooled_once_and_held)
+{
+    char pwfile[600], cmd[1400];
+    snprintf(pwfile, sizeof pwfile, "%s/passwd", ptest_suite_dir());
+    snprintf(cmd, sizeof cmd, "mosquitto_passwd -c -b '%s' edge right >/dev/null 2>&1", pwfile);
+    ck_assert_int_eq(system(cmd), 0);
+    int port = s_dead_port();
+    s_broker b;
+    s_broker_start(&b, port, pwfile);
+    setenv("EW_TEST_MQTT_PASSWORD", "wrong", 1);
+    ew_harness *h = s_event_sink(port, "0",
+                                 (const char *[]){"username", "edge", "password_env", "EW_TEST_MQTT_PASSWORD", NULL});
+    ew_event first = ptest_event(EW_EVENT_OPEN, 1), second = ptest_event(EW_EVENT_CLOSED, 1);
+    int rc = ew_harness_consume_event(h, &first); /* before the refusal is known, or after */
+    ck_assert_msg(rc == EW_OK || rc == EW_EAGAIN, "%d: %s", rc, ew_harness_error(h));
+    for (int i = 0; i < 500 && ew_harness_logged(h, EW_LOG_ERROR) == 0; i++)
+        ptest_nap();
+    ck_assert_uint_ge(ew_harness_logged(h, EW_LOG_ERROR), 1);
+    ck_assert_int_eq(ew_harness_consume_event(h, &second), EW_EAGAIN);
+    ck_assert_msg(strstr(ew_harness_error(h), "refused the connection") && strstr(ew_harness_error(h), "spooled"),
+                  "%s", ew_harness_error(h));
+    ck_assert_uint_eq(ew_harness_counter(h, "mqtt_spooled"), 2);
+    ck_assert_int_eq(ew_harness_consume_event(h, &second), EW_EAGAIN);
+    ck_assert_int_eq(ew_harness_consume_event(h, &second), EW_EAGAIN);
+    ck_assert_uint_eq(ew_harness_counter(h, "mqtt_spooled"), 2);
+    /* Stopping: the spooled event counts as delivered (it goes at the next start). */
+    ew_harness_request_stop(h);
+    ck_assert_int_eq(ew_harness_consume_event(h, &second), EW_OK);
+    ck_assert_uint_eq(ew_harness_counter(h, "mqtt_spooled"), 2);
+    ck_assert_uint_eq(ew_harness_counter(h, "mqtt_published"), 0);
+    ew_harness_flush(h);
+    ew_harness_destroy(&h);
+    s_broker_stop(&b);
+}
+END_TEST
+
+START_TEST(bad_event_is_refused_clearly)
+{
+    ew_harness *h = s_event_sink(s_dead_port(), "0", NULL);
+    ew_event ev = ptest_event(EW_EVENT_OPEN, 2);
+    ev.node = "";
+    ck_assert_int_eq(ew_harness_consume_event(h, &ev), EW_ERR);
+    ck_assert_msg(strstr(ew_harness_error(h), "event 2 names no detector node"), "%s", ew_harness_error(h));
+    ck_assert_uint_eq(ew_harness_counter(h, "mqtt_spooled"), 0);
+    ew_harness_flush(h);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("mqtt");
@@ -193,6 +430,9 @@ int main(void)
     tcase_add_test(tc, test_bad_options_are_clear);
     tcase_add_test(tc, test_spools_while_broker_down_and_keeps_ids_across_restarts);
     tcase_add_test(tc, test_spool_full_block_then_drop_oldest);
+    tcase_add_test(tc, events_spooled_while_down_reach_the_broker_in_order);
+    tcase_add_test(tc, refused_event_is_spooled_once_and_held);
+    tcase_add_test(tc, bad_event_is_refused_clearly);
     suite_add_tcase(s, tc);
     return ptest_run(s);
 }

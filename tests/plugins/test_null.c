@@ -3,6 +3,7 @@
 
 #include "options.h"
 #include "ptest.h"
+#include "ptest_event.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -148,6 +149,26 @@ START_TEST(option_errors)
 }
 END_TEST
 
+START_TEST(counts_events_apart_from_samples)
+{
+    ew_harness *h = s_make((const char *[]){"report", "on", NULL});
+    ew_event open = ptest_event(EW_EVENT_OPEN, 1), closed = ptest_event(EW_EVENT_CLOSED, 1);
+    ck_assert_int_eq(ew_harness_consume_event(h, &open), EW_OK);
+    ck_assert_uint_eq(ew_harness_counter(h, "null_events"), 1);
+    ck_assert_int_eq(ew_harness_consume_event(h, &closed), EW_OK);
+    open.id = 2;
+    ck_assert_int_eq(ew_harness_consume_event(h, &open), EW_OK);
+    ck_assert_uint_eq(ew_harness_counter(h, "null_events"), 3);
+    ck_assert_uint_eq(ew_harness_counter(h, "null_samples"), 0);
+    ck_assert_int_eq(ew_harness_flush(h), EW_OK);
+    ew_harness_destroy(&h);
+    char *text = ptest_slurp(s_log);
+    ck_assert_msg(strstr(text, "received 2 events opened and 1 closed"), "%s", text);
+    ck_assert_msg(!strstr(text, "received 0 samples"), "%s", text);
+    free(text);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("plugin-null");
@@ -160,6 +181,7 @@ int main(void)
     tcase_add_test(tc, report_flags_future_timestamps);
     tcase_add_test(tc, report_without_samples);
     tcase_add_test(tc, option_errors);
+    tcase_add_test(tc, counts_events_apart_from_samples);
     suite_add_tcase(s, tc);
     return ptest_run(s);
 }

@@ -4,6 +4,7 @@
 
 #include "options.h"
 #include "ptest.h"
+#include "ptest_event.h"
 
 #include <check.h>
 #include <json-c/json.h>
@@ -299,6 +300,88 @@ START_TEST(config_errors)
 }
 END_TEST
 
+/* ---- alert events (ABI 1.2 consume_event) ---- */
+
+/* Whether a message arrives within `ms`. */
+static bool s_pending(void *s, int ms)
+{
+    zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
+    return zmq_poll(&it, 1, ms) > 0;
+}
+
+/* PUSH: an event waits (transient error) until a puller is there, then goes
+ * once, as one frame of the exact JSON; csv format does not apply to events. */
+START_TEST(push_event_waits_then_is_sent_once)
+{
+    ew_harness *h = s_make(1, (const char *[]){"x"},
+                           (const char *[]){"endpoint", s_ep, "mode", "bind", "format", "csv", NULL});
+    ew_event open = ptest_event(EW_EVENT_OPEN, 1), closed = ptest_event(EW_EVENT_CLOSED, 1);
+    ck_assert_int_eq(ew_harness_consume_event(h, &open), EW_EAGAIN);
+    ck_assert_msg(strstr(ew_harness_error(h), "open event 1 of node pump_z waits") &&
+                      strstr(ew_harness_error(h), s_ep),
+                  "%s", ew_harness_error(h));
+    ck_assert_uint_eq(ew_harness_counter(h, "zmq_sent"), 0);
+    void *pull = s_peer(ZMQ_PULL, false, 0);
+    int rc, tries = 0;
+    while ((rc = ew_harness_consume_event(h, &open)) == EW_EAGAIN && tries++ < 1000)
+        usleep(10000);
+    ck_assert_int_eq(rc, EW_OK);
+    ck_assert_int_eq(ew_harness_consume_event(h, &closed), EW_OK);
+    bool more;
+    char *m = s_recv(pull, &more);
+    ck_assert(!more);
+    ck_assert_str_eq(m, PTEST_EVENT_OPEN_JSON);
+    free(m);
+    m = s_recv(pull, &more);
+    ck_assert(!more);
+    ck_assert_str_eq(m, PTEST_EVENT_CLOSED_JSON);
+    free(m);
+    ck_assert_msg(!s_pending(pull, 200), "an event was sent twice");
+    ck_assert_uint_eq(ew_harness_counter(h, "zmq_sent"), 2);
+    ew_harness_destroy(&h);
+    zmq_close(pull);
+}
+END_TEST
+
+/* PUB: [detector node's name][JSON], as samples are [origin][JSON]. */
+START_TEST(pub_event_has_the_node_as_topic)
+{
+    ew_harness *h = s_make(1, (const char *[]){"x"},
+                           (const char *[]){"endpoint", s_ep, "mode", "bind", "socket", "pub", NULL});
+    void *sub = s_peer(ZMQ_SUB, false, 0);
+    ew_event closed = ptest_event(EW_EVENT_CLOSED, 1);
+    int waited = 0;
+    while (!s_pending(sub, 20) && waited < 10000) { /* slow joiner */
+        ck_assert_int_eq(ew_harness_consume_event(h, &closed), EW_OK);
+        waited += 20;
+    }
+    bool more;
+    char *topic = s_recv(sub, &more);
+    ck_assert_str_eq(topic, "pump_z");
+    ck_assert(more);
+    char *payload = s_recv(sub, &more);
+    ck_assert(!more);
+    ck_assert_str_eq(payload, PTEST_EVENT_CLOSED_JSON);
+    free(topic);
+    free(payload);
+    ew_harness_destroy(&h);
+    zmq_close(sub);
+}
+END_TEST
+
+START_TEST(bad_event_is_refused_clearly)
+{
+    ew_harness *h = s_make(1, (const char *[]){"x"}, (const char *[]){"endpoint", s_ep, "mode", "bind", NULL});
+    ew_event ev = ptest_event(EW_EVENT_OPEN, 3);
+    ev.n_channels = 4;
+    ev.channels = NULL;
+    ck_assert_int_eq(ew_harness_consume_event(h, &ev), EW_ERR);
+    ck_assert_msg(strstr(ew_harness_error(h), "event 3 of node pump_z says 4 channels but gives none"),
+                  "%s", ew_harness_error(h));
+    ew_harness_destroy(&h);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("plugin-zmq_sink");
@@ -313,6 +396,9 @@ int main(void)
     tcase_add_test(tc, pub_without_subscriber_is_fire_and_forget);
     tcase_add_test(tc, csv_payload);
     tcase_add_test(tc, config_errors);
+    tcase_add_test(tc, push_event_waits_then_is_sent_once);
+    tcase_add_test(tc, pub_event_has_the_node_as_topic);
+    tcase_add_test(tc, bad_event_is_refused_clearly);
     suite_add_tcase(s, tc);
     return ptest_run(s);
 }
