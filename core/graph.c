@@ -355,6 +355,7 @@ static int s_node(const config_section *sec, graph *g, config_error *err)
         .drop_when_full = nc.on_full == 1,
         .only_anomalies = nc.only == 1,
         .only_events = nc.only == 2,
+        .only_line = oe_only ? oe_only->line : 0,
     };
     n->settings.scoring = (scoring_settings){
         .calibrate = nc.calibrate,

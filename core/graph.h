@@ -33,6 +33,7 @@ typedef struct node_settings {
     bool drop_when_full;   /* on_full = drop */
     bool only_anomalies;   /* sinks: only = anomalies */
     bool only_events;      /* sinks: only = events */
+    int only_line;         /* line of the `only` key, 0 = not set */
     scoring_settings scoring; /* detectors: calibration, flag and events */
 } node_settings;
 

@@ -59,6 +59,13 @@ int runtime_prepare(runtime *rt, const config *cfg, const graph *g, const loader
                              oe.message, d->name, d->name);
             return -1;
         }
+        if (gn->settings.only_events && (!EW_PLUGIN_HAS(d, consume_event) || !d->consume_event)) {
+            config_error_set(err, gn->settings.only_line ? gn->settings.only_line : gn->line, gn->section, "only",
+                             "plugin %s %s takes no alert events (it has no consume_event): use only = all or "
+                             "anomalies here, or a sink that delivers events (jsonl, mqtt, zmq, null)",
+                             d->name, d->version);
+            return -1;
+        }
         if (EW_PLUGIN_HAS(d, validate) && d->validate) {
             char bad[600] = "";
             int line = 0;

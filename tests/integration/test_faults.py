@@ -29,6 +29,29 @@ class FaultTest(ewtest.EdgewatchTest):
     def config(self, body, **pipeline):
         return self.write_config(self.pipeline(plugin_path=FLAKY, **pipeline) + body)
 
+    def test_only_events_on_a_sink_without_events_is_refused(self):
+        path = self.write_config(self.pipeline(plugin_path="%s:%s" % (FLAKY, ewtest.PLUGIN_PATH)) + """
+[source.gen]
+plugin = synth
+channels = x
+count = 10
+
+[detector.z]
+plugin = zscore
+input = gen
+
+[sink.out]
+plugin = flaky
+input = z
+only = events
+""")
+        for command in ("check", "run"):
+            r = self.cli(command, path)
+            self.assertExit(r, ewtest.EXIT_USAGE)
+            self.assertIn("takes no alert events", r.stderr)
+            line = open(path, encoding="utf-8").read().split("\n").index("only = events") + 1
+            self.assertIn("pipeline.ini:%d: [sink.out] only:" % line, r.stderr)
+
     def test_transient_source_is_retried_and_reported(self):
         port = ewtest.free_port()
         count = 500
