@@ -93,7 +93,7 @@ static const ew_option s_node_options[] = {
                     "Detectors: score at which a sample is flagged and an event opens (default 0.5; "
                     "with calibrate = none, the plugin's own flag)."),
     EW_OPTION_RANGE("alert_off", EW_OPT_DOUBLE, NULL, 0, 1, s_node_cfg, alert_off,
-                    "Detectors: score below which an open event starts to close (default alert_on / 2)."),
+                    "Detectors: score below which an open event starts to close (default 0.6 x alert_on)."),
     EW_OPTION_RANGE("alert_hold", EW_OPT_INT, "10", 1, 100000000, s_node_cfg, alert_hold,
                     "Detectors: samples in a row below alert_off that close an event."),
     EW_OPTION_RANGE("alert_hold_time", EW_OPT_DURATION, "0", 0, 86400, s_node_cfg, alert_hold_time,

@@ -17,7 +17,9 @@
  * enters the history at most 10 sd above its mean (one glitch does not blind
  * the stage for a whole window). Measured choices: docs/detectors.md.
  *
- * Flag and events: an event opens at the first sample whose score reaches
+ * Flag and events follow the likelihood before the red-zone rule (the score
+ * says when something became unusual; the flag and the event say for how long
+ * it stays so): an event opens at the first sample whose level reaches
  * alert_on (with calibrate = none and alert_on unset, at the plugin's own flag),
  * stays open while samples are at or above alert_off, and closes once alert_hold
  * samples in a row, and at least alert_hold_time, were below it. Its end is the
@@ -210,19 +212,23 @@ static double s_average(scoring *sc, double v)
     return sc->avg_sum / (double)sc->avg_len;
 }
 
-/* The calibrated score of one raw value, or NaN while the history is too short. */
-static double s_likelihood(scoring *sc, double raw)
+/* The calibrated score of one raw value, or NaN while the history is too short;
+ * *level is the same before the red-zone rule, which the flag and events follow. */
+static double s_likelihood(scoring *sc, double raw, double *level)
 {
     double v = raw > 0 ? raw : 0;
     if (!(v < S_RAW_MAX))
         v = S_RAW_MAX; /* sums of the history stay finite */
     double m = s_average(sc, v);
     double score = NAN;
+    *level = NAN;
     if (sc->estimated && sc->hist_len >= (size_t)sc->set.warmup) {
         double z = (m - sc->mu) / sc->sd;
         /* ln of the upper tail; erfc underflows past z of about 38, where the
          * asymptotic ln Q(z) ~ -z^2/2 - ln(z sqrt(2 pi)) is exact enough. */
         double ln_tail = z < 30 ? log(0.5 * erfc(z / M_SQRT2)) : -0.5 * z * z - log(z * 2.5066282746310002);
+        double full = -ln_tail / S_LN_TAIL_FULL;
+        *level = full < 0 ? 0 : full > 1 ? 1 : full;
         /* Only the first sample of a run in the red zone keeps its tail: the rest of
          * the run reads as yellow, so a sustained excursion is one sharp rise. */
         bool red = ln_tail <= S_LN_RED;
@@ -314,24 +320,21 @@ int scoring_apply(scoring *sc, size_t count, const int64_t *ts, ew_scores *out, 
     for (size_t i = 0; i < count; i++) {
         const uint8_t learning = out->learning ? out->learning[i] : 0;
         double raw = out->raw && !isnan(out->raw[i]) ? out->raw[i] : out->score[i];
-        double s;
-        uint8_t flag;
+        double s, level; /* the score written, and the level the flag and events follow */
         if (learning || isnan(raw)) {
-            s = NAN;
-            flag = 0;
+            s = level = NAN;
         } else if (sc->calibrate) {
-            s = s_likelihood(sc, raw);
-            flag = !isnan(s) && (s >= sc->set.alert_on || (sc->open && s >= sc->set.alert_off));
+            s = s_likelihood(sc, raw, &level);
         } else {
             s = out->score[i];
-            s = isnan(s) ? NAN : s < 0 ? 0 : s > 1 ? 1 : s;
-            flag = isnan(s)     ? 0
-                   : use_level ? s >= sc->set.alert_on || (sc->open && s >= sc->set.alert_off)
-                               : out->anomaly[i] != 0;
+            s = level = isnan(s) ? NAN : s < 0 ? 0 : s > 1 ? 1 : s;
         }
+        uint8_t flag = isnan(level) ? 0
+                       : use_level  ? level >= sc->set.alert_on || (sc->open && level >= sc->set.alert_off)
+                                    : out->anomaly[i] != 0;
         out->score[i] = s;
         out->anomaly[i] = flag;
-        if (isnan(s))
+        if (isnan(level))
             continue; /* learning or unscored: neither opens nor holds an event */
         const double *row = out->contrib ? out->contrib + i * out->contrib_channels : NULL;
         if (!sc->open) {
@@ -339,7 +342,7 @@ int scoring_apply(scoring *sc, size_t count, const int64_t *ts, ew_scores *out, 
                 continue;
             sc->open = true;
             sc->start = sc->last_active_ts = sc->peak_ts = ts[i];
-            sc->peak = s;
+            sc->peak = level;
             sc->samples_active = 1;
             sc->samples_since = 0;
             sc->below = 0;
@@ -355,14 +358,14 @@ int scoring_apply(scoring *sc, size_t count, const int64_t *ts, ew_scores *out, 
             continue;
         }
         sc->samples_since++;
-        bool active = use_level ? s >= sc->set.alert_off : flag != 0;
+        bool active = use_level ? level >= sc->set.alert_off : flag != 0;
         if (active) {
             sc->samples_active += sc->samples_since;
             sc->samples_since = 0;
             sc->last_active_ts = ts[i];
             sc->below = 0;
-            if (s > sc->peak) {
-                sc->peak = s;
+            if (level > sc->peak) {
+                sc->peak = level;
                 sc->peak_ts = ts[i];
             }
             s_attribute(sc, row);
