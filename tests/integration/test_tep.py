@@ -170,6 +170,26 @@ class TepProtocolTest(ewtest.EdgewatchTest):
         # The point-wise figures still come from the flags.
         self.assertAlmostEqual(rep["faults"][0]["detection_rate"], 4 / 6)
 
+    def test_an_events_sink_that_wrote_nothing(self):
+        # Every run had an events file, all empty, yet rows were flagged: the sink did
+        # not deliver events, so the events are the runs of flags (fault 01: [3],
+        # [6..7], [9..10]), with a warning. Had no row been flagged, no event at all.
+        folder = os.path.join(self.tmp, "runs")
+        self.write("runs/test_fault01.jsonl", output_lines(FAULT01))
+        self.write("runs/test_fault01.events.jsonl", "")
+        r = self.evaluate("--tep", folder, "--test-rows", "10", "--fault-start", "5", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rep = json.loads(r.stdout)
+        self.assertEqual(rep["events_source"], "runs of anomaly flags")
+        self.assertEqual(rep["events"]["events"], 3)
+        self.assertIn("the events sink wrote no event record although rows were flagged",
+                      r.stderr)
+        self.write("runs/test_fault01.jsonl", output_lines([0] * 10))
+        r = self.evaluate("--tep", folder, "--test-rows", "10", "--fault-start", "5", "--json")
+        rep = json.loads(r.stdout)
+        self.assertEqual((rep["events_source"], rep["events"]["events"]), ("event records", 0))
+        self.assertNotIn("warning", r.stderr)
+
     def test_bad_outputs_are_refused(self):
         folder = os.path.join(self.tmp, "runs")
         self.write("runs/test_fault01.jsonl", output_lines(FAULT01, train=0)[:-1].rsplit(
@@ -230,7 +250,9 @@ class TepToolTest(ewtest.EdgewatchTest):
     def test_zscore_end_to_end(self):
         data = tep_folder(os.path.join(self.tmp, "tep"))
         before = {n: os.path.getmtime(os.path.join(data, n)) for n in os.listdir(data)}
-        config = self.fragment("[detector.det]\nplugin = zscore\ninput = data\nthreshold = 4\n")
+        # zscore's own score and flag (calibrate = none): the arithmetic below is its.
+        config = self.fragment("[detector.det]\nplugin = zscore\ninput = data\nthreshold = 4\n"
+                               "calibrate = none\n")
         outputs = os.path.join(self.tmp, "outputs")
         r = self.tep("--config", config, "--data", data, "--json", "--outputs", outputs)
         self.assertEqual(r.returncode, 0, r.stderr)
