@@ -251,6 +251,84 @@ class ScorerTest(ewtest.unittest.TestCase):
             ev.parse_ts("01/07/2014 00:00")
 
 
+class EventMetricsTest(ewtest.unittest.TestCase):
+    """ev.flag_runs, ev.events_to_rows and ev.event_metrics on hand-made rows, one
+    a minute (60 s) unless said otherwise."""
+
+    TS = [i * 60_000_000 for i in range(20)]
+
+    def test_flag_runs(self):
+        self.assertEqual(ev.flag_runs([0, 1, 1, 0, 1, 0, 0, 1]), [(1, 2), (4, 4), (7, 7)])
+        self.assertEqual(ev.flag_runs([]), [])
+        self.assertEqual(ev.flag_runs([1, 1]), [(0, 1)])
+
+    def test_events_to_rows(self):
+        # Event times are sample times: first row at/after the start, last at/before
+        # the end; an open event (end None) lasts to the last row; one wholly after
+        # the last row is counted apart.
+        evs = [{"start": self.TS[3], "end": self.TS[5]},
+               {"start": self.TS[4] + 1, "end": self.TS[4] + 2},    # between rows 4 and 5
+               {"start": self.TS[17], "end": None},
+               {"start": self.TS[19] + 60_000_000, "end": None}]
+        rows, outside = ev.events_to_rows(self.TS, evs)
+        self.assertEqual(rows, [(3, 5), (5, 5), (17, 19)])
+        self.assertEqual(outside, 1)
+        with self.assertRaises(ev.EvalError) as cm:
+            ev.events_to_rows([0, 60, 30], evs)
+        self.assertIn("the timestamps go back at row 3", str(cm.exception))
+
+    def test_event_metrics_by_hand(self):
+        # 20 rows; windows 8..11 and 15..16; rows 0..2 not scored (first = 3).
+        # Events: 1..2 (before the scored rows: dropped), 2..4 (cut to 3..4: a false
+        # event), 6..6 (false), 7..9 (begins before window 1: delay 0), 10..10 (also
+        # window 1), 17..18 (false: window 2 ended at 16).
+        # -> events 5, false 3, windows detected 1 of 2 (window 2 missed),
+        #    events per window (2 + 0) / 2 = 1, delay mean 0 rows, 0 s;
+        #    normal rows: 17 scored - 4 - 2 in windows = 11, 11 * 60 s = 660 s,
+        #    false events per day 3 / (660 / 86400) = 392.7272...
+        events = [(1, 2), (2, 4), (6, 6), (7, 9), (10, 10), (17, 18)]
+        m = ev.event_metrics(self.TS, [(8, 11), (15, 16)], events, first=3)
+        self.assertEqual((m["events"], m["false_events"], m["detected"], m["missed"]),
+                         (5, 3, 1, 1))
+        self.assertEqual(m["normal_rows"], 11)
+        self.assertAlmostEqual(m["normal_seconds"], 660.0)
+        self.assertAlmostEqual(m["false_events_per_day"], 3 / (660 / 86400))
+        self.assertEqual(m["events_per_window"], 1.0)
+        self.assertEqual(m["events_per_detected_window"], 2.0)
+        self.assertEqual((m["delay_rows_mean"], m["delay_seconds_mean"]), (0.0, 0.0))
+        self.assertEqual([w["events"] for w in m["windows"]], [2, 0])
+        self.assertIsNone(m["windows"][1]["delay_rows"])
+        # An event starting inside: window 8..11 with events 10..12 and 11..11:
+        # delay 2 rows, 120 s (from the earliest one); events per window 2.
+        m = ev.event_metrics(self.TS, [(8, 11)], [(11, 11), (10, 12)])
+        self.assertEqual((m["delay_rows_mean"], m["delay_seconds_mean"]), (2.0, 120.0))
+        self.assertEqual((m["events"], m["false_events"], m["events_per_window"]), (2, 0, 2.0))
+        # No window at all: every event is false; the window figures are undefined.
+        m = ev.event_metrics(self.TS, [], [(0, 1), (5, 5)])
+        self.assertEqual((m["false_events"], m["detected"]), (2, 0))
+        self.assertIsNone(m["events_per_window"])
+        self.assertIsNone(m["delay_rows_mean"])
+        self.assertAlmostEqual(m["false_events_per_day"], 2 / (20 * 60 / 86400))
+
+    def test_normal_time_uses_the_median_interval(self):
+        # Rows at 0, 60, 120, then a 10-hour gap, 36120, 36180 s: the median step is
+        # 60 s, so 5 normal rows are 300 s (the gap is not time watched).
+        ts = [t * 1_000_000 for t in (0, 60, 120, 36120, 36180)]
+        m = ev.event_metrics(ts, [], [(1, 1)])
+        self.assertAlmostEqual(m["normal_seconds"], 300.0)
+        self.assertAlmostEqual(m["false_events_per_day"], 86400 / 300)
+
+    def test_merge_pools_windows_and_time(self):
+        a = ev.event_metrics(self.TS, [(8, 11)], [(9, 9), (2, 2)])      # delay 1, 1 false
+        b = ev.event_metrics(self.TS, [(5, 6)], [])                     # missed
+        m = ev.merge_event_metrics([a, b])
+        # windows 2, detected 1; false 1 over (16 + 18) * 60 s; delay 1 row, 60 s.
+        self.assertEqual((m["window_count"], m["detected"], m["false_events"]), (2, 1, 1))
+        self.assertAlmostEqual(m["normal_seconds"], 34 * 60.0)
+        self.assertEqual((m["delay_rows_mean"], m["delay_seconds_mean"]), (1.0, 60.0))
+        self.assertEqual(m["events_per_window"], 0.5)
+
+
 def ts_of(i):
     """The i-th timestamp of the hand-made files: one a minute from 2026-01-01."""
     return "2026-01-01T%02d:%02d:00.000000Z" % (i // 60, i % 60)
@@ -354,10 +432,23 @@ class EvaluateCliTest(ewtest.EdgewatchTest):
         cases.append(("{\"ts\": \n", "out.jsonl:1: not a JSON line"))
         # Empty.
         cases.append(("", "is empty"))
-        # A null score.
-        lines = [json.dumps({"ts": ts_of(i), "node": "det", "score": None, "anomaly": False})
+        # A score that is not a number (null is one: a sample taken to learn).
+        lines = [json.dumps({"ts": ts_of(i), "node": "det", "score": "high", "anomaly": False})
                  for i in range(4)]
-        cases.append(("\n".join(lines) + "\n", "\"score\" must be a finite number, not null"))
+        cases.append(("\n".join(lines) + "\n",
+                      "\"score\" must be a finite number or null (a sample taken to learn), "
+                      "not \"high\""))
+        # Event records that are not ones.
+        rec = {"ts": ts_of(1), "node": "det", "event": "maybe", "id": 1, "start": ts_of(1)}
+        cases.append((json.dumps(rec) + "\n", "out.jsonl:1: \"event\" must be \"open\" or "
+                      "\"closed\", not \"maybe\""))
+        rec.update(event="open", start=5)
+        cases.append((json.dumps(rec) + "\n", "out.jsonl:1: event record: \"start\" must be an "
+                      "ISO-8601 timestamp string, not 5"))
+        # Only event records: the samples are missing.
+        rec.update(start=ts_of(1))
+        cases.append((json.dumps(rec) + "\n", "holds event records but no sample line: give "
+                      "the jsonl of every sample as the output and this file with --events"))
         # Two nodes.
         lines = [json.dumps({"ts": ts_of(0), "node": n, "score": 0.1, "anomaly": False})
                  for n in ("a", "b")]
@@ -382,6 +473,106 @@ class EvaluateCliTest(ewtest.EdgewatchTest):
         self.assertIn("cannot read", r.stderr)
         self.assertEqual(r.returncode, 1)
 
+    def test_null_scores_are_not_detections(self):
+        # Rows 0..3 were taken to learn (score null); labels 0 0 1 1 0 0 1 0 0 0.
+        # The anomaly flag is set on rows 6 and 8; scores 0 elsewhere.
+        # --threshold 0: every row with a score (0 too) is a detection, the null ones
+        # are not: detections on rows 4..9 -> tp 1 (row 6), fp 5, fn 2 (rows 2, 3),
+        # tn 2 (rows 0, 1).
+        labels = [0, 0, 1, 1, 0, 0, 1, 0, 0, 0]
+        lines = []
+        for i in range(10):
+            score = None if i < 4 else (0.9 if i in (6, 8) else 0.0)
+            lines.append(json.dumps({"ts": ts_of(i), "node": "det", "score": score,
+                                     "anomaly": i in (6, 8)}))
+        out = self.write("out.jsonl", "\n".join(lines) + "\n")
+        lab = self.labels_csv(labels)
+        r = self.evaluate("--labels", lab, out, "--json", "--threshold", "0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rep = json.loads(r.stdout)
+        p = rep["pointwise"]
+        self.assertEqual((p["tp"], p["fp"], p["fn"], p["tn"]), (1, 5, 2, 2))
+        self.assertEqual(rep["learning_rows"], 4)
+        # The flag: tp 1 (row 6), fp 1 (row 8); events are its runs: [6], [8].
+        # Probation floor(1.5) = 1 row; windows 2..3 (missed), 6 (delay 0).
+        r = self.evaluate("--labels", lab, out, "--json")
+        rep = json.loads(r.stdout)
+        p = rep["pointwise"]
+        self.assertEqual((p["tp"], p["fp"], p["fn"], p["tn"]), (1, 1, 2, 6))
+        e = rep["events"]
+        self.assertEqual(rep["events_source"], "runs of anomaly flags")
+        self.assertEqual((e["events"], e["false_events"], e["detected"], e["window_count"]),
+                         (2, 1, 1, 2))
+        # The NAB sweep reads the null scores as 0: the same result as with 0 written.
+        zeros = self.write("zeros.jsonl", "\n".join(
+            l.replace('"score": null', '"score": 0.0') for l in lines) + "\n")
+        r0 = json.loads(self.evaluate("--labels", lab, zeros, "--json").stdout)
+        self.assertEqual(rep["nab"], r0["nab"])
+        self.assertIn("rows taken to learn", self.evaluate("--labels", lab, out).stdout)
+
+    def event_lines(self):
+        """Event records in the shape of a sink with only = events (a minute per row)."""
+        def rec(state, eid, start, end, ts):
+            return json.dumps({"ts": ts_of(ts), "node": "det", "event": state, "id": eid,
+                               "start": ts_of(start), "end": None if end is None else ts_of(end),
+                               "duration_s": 0.0 if end is None else 60.0 * (end - start),
+                               "peak_score": 0.97, "peak_ts": ts_of(start), "samples": 1,
+                               "channels": [{"name": "value", "share": 1.0}]})
+        return [rec("open", 1, 1, None, 1), rec("closed", 1, 1, 2, 2),
+                rec("open", 2, 5, None, 5), rec("closed", 2, 5, 6, 6),
+                rec("open", 3, 9, None, 9), rec("closed", 3, 9, 12, 12),
+                rec("open", 4, 10, None, 10), rec("closed", 4, 10, 10, 10),
+                rec("open", 5, 16, None, 16)]
+
+    def test_event_records(self):
+        # 20 rows, windows 8..11 and 15..16, probation floor(3) = 3 rows. Event records:
+        # 1: rows 1..2 (probation: not scored); 2: 5..6 (false); 3: 9..12 and 4: 10..10
+        # (window 1, delay 1 row = 60 s); 5: opened at 16, never closed: lasts to row 19
+        # (window 2, delay 1 row). -> 4 events, 1 false, 2 of 2 windows, delay 1 row,
+        # 60 s, events per window (2 + 1) / 2 = 1.5; normal rows 17 - 6 = 11 = 660 s,
+        # false events per day 1 / (660 / 86400) = 130.909.
+        # The flag is set on row 9 alone: with records, the records are the events.
+        labels = [1 if 8 <= i <= 11 or 15 <= i <= 16 else 0 for i in range(20)]
+        lab = self.labels_csv(labels)
+        samples = [json.dumps({"ts": ts_of(i), "node": "det", "score": 0.9 if i == 9 else 0.1,
+                               "anomaly": i == 9}) for i in range(20)]
+        events = self.event_lines()
+        # Mixed in (records interleaved where a sink would write them, out of order).
+        mixed = self.write("mixed.jsonl", "\n".join(samples[:10] + events + samples[10:]) + "\n")
+        apart = self.write("samples.jsonl", "\n".join(samples) + "\n")
+        ev_file = self.write("events.jsonl", "\n".join(events) + "\n")
+        for args in ((mixed,), (apart, "--events", ev_file)):
+            r = self.evaluate("--labels", lab, "--json", *args)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            rep = json.loads(r.stdout)
+            e = rep["events"]
+            self.assertEqual(rep["events_source"], "event records")
+            self.assertEqual((e["events"], e["false_events"], e["detected"], e["window_count"]),
+                             (4, 1, 2, 2))
+            self.assertEqual((e["delay_rows_mean"], e["delay_seconds_mean"]), (1.0, 60.0))
+            self.assertEqual(e["events_per_window"], 1.5)
+            self.assertEqual(e["normal_rows"], 11)
+            self.assertAlmostEqual(e["false_events_per_day"], 86400 / 660)
+            # The samples are scored as before.
+            self.assertEqual(rep["pointwise"]["tp"], 1)
+        # --threshold: events are the runs of score >= 0.5 instead: row 9 alone ->
+        # window 1 found (delay 1), window 2 missed, no false event.
+        r = self.evaluate("--labels", lab, "--json", mixed, "--threshold", "0.5")
+        rep = json.loads(r.stdout)
+        e = rep["events"]
+        self.assertEqual(rep["events_source"], "runs of score >= 0.5")
+        self.assertEqual((e["events"], e["false_events"], e["detected"]), (1, 0, 1))
+        # An empty events file (a run without alerts) is no events, not an error.
+        empty = self.write("none.jsonl", "")
+        r = self.evaluate("--labels", lab, "--json", apart, "--events", empty)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        e = json.loads(r.stdout)["events"]
+        self.assertEqual((e["events"], e["detected"]), (0, 0))
+        # The text report.
+        r = self.evaluate("--labels", lab, mixed)
+        self.assertIn("events (event records): 4; windows detected 2 of 2, missed 0", r.stdout)
+        self.assertIn("false events 1 (130.91 per day of normal time", r.stdout)
+
     def pipeline_run(self, data_csv, out):
         config = self.write_config(self.pipeline() + """
 [source.data]
@@ -392,6 +583,9 @@ path = %s
 plugin = zscore
 input = data
 window = 50
+; zscore's own score and flag: these tests are of the tools, not of the host's
+; calibration
+calibrate = none
 
 [sink.out]
 plugin = jsonl
@@ -453,7 +647,7 @@ path = %s
                           ts_of(209).replace("T", " ").rstrip("Z")]],
              "g/b.csv": []}))
         config = self.write("det.ini", "[detector.det]\nplugin = zscore\ninput = data\n"
-                                       "window = 40\n")
+                                       "window = 40\ncalibrate = none\n")
         build = os.path.dirname(os.path.dirname(ewtest.BIN))
         r = subprocess.run([sys.executable, NAB, "--config", config, "--build", build,
                             "--data", corpus, "--json"], capture_output=True, text=True,
@@ -464,6 +658,14 @@ path = %s
         std = rep["scores"]["standard"]
         self.assertEqual((std["tp"], std["fp"], std["fn"]), (1, 0, 0))
         self.assertAlmostEqual(std["normalised"], 92.98963, places=4)
+        # Events (the flag's runs, or records where the host writes them): the spike at
+        # row 200 is flagged, so the one window is found 10 rows (600 s) in.
+        e = rep["events"]
+        self.assertEqual((e["window_count"], e["detected"]), (1, 1))
+        self.assertEqual((e["delay_rows_mean"], e["delay_seconds_mean"]), (10.0, 600.0))
+        self.assertEqual(e["windows"][0]["file"], "g/a.csv")
+        # Normal time: (300 - 45) rows of each file, less the 20 of the window, a minute each.
+        self.assertAlmostEqual(e["normal_seconds"], (2 * 255 - 20) * 60.0)
         # A fragment without [detector.det] is refused with the reason.
         bad = self.write("bad.ini", "[detector.x]\nplugin = zscore\ninput = data\n")
         r = subprocess.run([sys.executable, NAB, "--config", bad, "--build", build,
