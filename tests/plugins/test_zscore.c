@@ -391,6 +391,44 @@ START_TEST(numerically_stable_near_1e9)
 }
 END_TEST
 
+/* One huge but finite reading (1e155: its square overflows) used to make the
+ * variance inf and then NaN: the detector went blind for a window, then every
+ * sample alarmed. It must be refused as bad input (counted), leave the
+ * statistics as they were, and the stream go on being scored normally. */
+START_TEST(huge_value_does_not_poison_the_statistics)
+{
+    const char *const modes[] = {"false", "true"};
+    for (int m = 0; m < 2; m++) {
+        ew_harness *h = s_make(1, s_one, (const char *[]){"window", "100", "robust", modes[m], NULL});
+        enum { N = 3000 };
+        double *v = malloc(N * sizeof *v);
+        unsigned long long st = 7;
+        for (int i = 0; i < N; i++)
+            v[i] = 10 + s_gauss(&st);
+        v[1000] = 1e155;
+        v[1500] = -1.7e308;
+        v[1050] = v[1600] = 40; /* 30 sd: the detector must still see these */
+        s_process(h, N, v);
+        const double *z = ew_harness_extra(h);
+        const uint8_t *flag = ew_harness_flags(h);
+        int alarms = 0;
+        for (int i = 100; i < N; i++) {
+            if (i == 1000 || i == 1500)
+                continue;
+            ck_assert_msg(isfinite(z[i]), "robust %s, sample %d: z %g", modes[m], i, z[i]);
+            alarms += flag[i];
+        }
+        ck_assert_msg(flag[1050] && flag[1600], "robust %s: blind after the huge value", modes[m]);
+        /* Gaussian noise beyond 3 sd: about 0.3 % of 2900 samples. */
+        ck_assert_msg(alarms < 30, "robust %s: %d alarms", modes[m], alarms);
+        ck_assert_uint_eq(ew_harness_counter(h, "zscore_bad_values"), 2);
+        ck_assert(ew_harness_logged(h, EW_LOG_WARN) >= 1);
+        free(v);
+        ew_harness_destroy(&h);
+    }
+}
+END_TEST
+
 START_TEST(chained_after_a_detector)
 {
     /* An upstream detector's score and anomaly are not scored again (and our verdict
@@ -456,6 +494,7 @@ int main(void)
     tcase_add_test(tc, robust_zero_mad);
     tcase_add_test(tc, robust_matches_brute_force);
     tcase_add_test(tc, numerically_stable_near_1e9);
+    tcase_add_test(tc, huge_value_does_not_poison_the_statistics);
     tcase_add_test(tc, chained_after_a_detector);
     tcase_add_test(tc, option_errors);
     suite_add_tcase(s, tc);
