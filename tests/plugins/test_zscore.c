@@ -1,6 +1,7 @@
 /* Tests of the zscore detector plugin through the SDK harness, against hand-computed statistics. */
 #include <edgewatch/testing.h>
 
+#include "ewp_stats.h"
 #include "options.h"
 #include "ptest.h"
 
@@ -432,6 +433,233 @@ START_TEST(huge_value_does_not_poison_the_statistics)
 }
 END_TEST
 
+/* ABI 1.2: raw = the statistic (also the z channel), contrib = each input
+ * channel's |z|, learning = 1 while no channel can be scored yet. */
+START_TEST(raw_contrib_and_learning)
+{
+    ew_harness *h = s_make(2, s_two, (const char *[]){"window", "4", NULL});
+    ck_assert(ew_harness_score_calibrated(h));
+    /* Windows [0,0,0,4] for both; then a = 1 (z 0), b = 9 (z 4). */
+    const double v[] = {0, 0, 0, 0, 0, 0, 4, 4, 1, 9};
+    s_process(h, 5, v);
+    const double *raw = ew_harness_raw(h), *contrib = ew_harness_contrib(h);
+    const uint8_t *learning = ew_harness_learning_flags(h);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_msg(learning[i] == 1 && isnan(raw[i]), "sample %d", i);
+        ck_assert(isnan(contrib[2 * i]) && isnan(contrib[2 * i + 1]));
+    }
+    ck_assert_uint_eq(learning[4], 0);
+    ck_assert(contrib[8] == 0 && contrib[9] == 4);
+    /* Sidak over 2 channels: the tail of max |z| = 4, 1 - (1 - p)^2, as one z. */
+    double p = erfc(4 / M_SQRT2), want = 1 - (1 - p) * (1 - p);
+    ck_assert_msg(fabs(erfc(raw[4] / M_SQRT2) / want - 1) < 1e-9, "raw %.17g", raw[4]);
+    ck_assert(raw[4] < 4 && raw[4] > 3.5);
+    ck_assert(ew_harness_extra(h)[4] == raw[4]);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+/* The three ways to combine channels, on z_a = 3, z_b = 0. */
+START_TEST(combine_modes)
+{
+    const char *const modes[] = {"max", "sidak", "chi2"};
+    double got[3];
+    for (int m = 0; m < 3; m++) {
+        ew_harness *h = s_make(2, s_two, (const char *[]){"window", "4", "combine", modes[m], NULL});
+        const double v[] = {0, 0, 0, 0, 0, 0, 4, 4, 7, 1};
+        s_process(h, 5, v);
+        got[m] = ew_harness_raw(h)[4];
+        ew_harness_destroy(&h);
+    }
+    ck_assert(got[0] == 3);
+    double p = erfc(3 / M_SQRT2);
+    ck_assert(fabs(erfc(got[1] / M_SQRT2) / (1 - (1 - p) * (1 - p)) - 1) < 1e-9);
+    /* Chi-square with 2 degrees of freedom: P(X > 9) = e^-4.5. */
+    ck_assert_msg(fabs(erfc(got[2] / M_SQRT2) / exp(-4.5) - 1) < 1e-9, "chi2 z %.17g", got[2]);
+}
+END_TEST
+
+/* 50 independent Gaussian channels against a frozen baseline: with `max`,
+ * some channel passes 3 in about 1 - (1 - 0.0027)^50 = 12.6 % of samples;
+ * the Sidak and chi-square statistics keep one channel's 0.27 %. */
+START_TEST(false_alarms_do_not_grow_with_channels)
+{
+    enum { K = 50, TRAIN = 5000, N = 25000 };
+    const char *names[K];
+    char buf[K][8];
+    for (int c = 0; c < K; c++) {
+        snprintf(buf[c], sizeof buf[c], "c%d", c);
+        names[c] = buf[c];
+    }
+    double *v = malloc((size_t)N * K * sizeof *v);
+    unsigned long long st = 99;
+    for (size_t i = 0; i < (size_t)N * K; i++)
+        v[i] = 5 + 2 * s_gauss(&st);
+    const char *const modes[] = {"max", "sidak", "chi2"};
+    for (int m = 0; m < 3; m++) {
+        ew_harness *h = s_make(K, names, (const char *[]){"baseline", "frozen", "train_samples", "5000",
+                                                          "combine", modes[m], NULL});
+        s_process(h, N, v);
+        const uint8_t *flag = ew_harness_flags(h), *learning = ew_harness_learning_flags(h);
+        int flagged = 0;
+        for (int i = 0; i < N; i++) {
+            ck_assert_uint_eq(learning[i], i < TRAIN);
+            if (i >= TRAIN)
+                flagged += flag[i];
+        }
+        double rate = (double)flagged / (N - TRAIN);
+        if (m == 0)
+            ck_assert_msg(rate > 0.09 && rate < 0.17, "max: %.4f", rate);
+        else
+            ck_assert_msg(rate > 0.0010 && rate < 0.0060, "%s: %.4f", modes[m], rate);
+        ew_harness_destroy(&h);
+    }
+    free(v);
+}
+END_TEST
+
+/* A frozen baseline keeps flagging a lasting shift that a rolling window
+ * absorbs; with relearn_every it is relearnt and becomes normal. */
+START_TEST(frozen_baseline)
+{
+    enum { N = 1500 };
+    double v[N];
+    unsigned long long st = 5;
+    for (int i = 0; i < N; i++)
+        v[i] = 20 + s_gauss(&st) + (i >= 500 ? 10 : 0);
+    ew_harness *h = s_make(1, s_one, (const char *[]){"baseline", "frozen", "train_samples", "200",
+                                                      "extremes", "off", NULL});
+    ck_assert(ew_harness_learning(h));
+    s_process(h, N, v);
+    const uint8_t *flag = ew_harness_flags(h), *learning = ew_harness_learning_flags(h);
+    const double *raw = ew_harness_raw(h);
+    for (int i = 0; i < 200; i++)
+        ck_assert_msg(learning[i] == 1 && isnan(raw[i]) && ew_harness_scores(h)[i] == 0, "%d", i);
+    ck_assert(!ew_harness_learning(h));
+    ck_assert(ew_harness_score_calibrated(h));
+    int early = 0, late = 0;
+    for (int i = 200; i < 500; i++)
+        early += flag[i];
+    for (int i = 500; i < N; i++)
+        late += flag[i];
+    ck_assert_msg(early < 10 && late == N - 500, "early %d late %d", early, late);
+    ew_harness_destroy(&h);
+
+    /* The rolling window (100 values) has absorbed the shift 100 values later. */
+    h = s_make(1, s_one, (const char *[]){"window", "100", "extremes", "off", NULL});
+    s_process(h, N, v);
+    late = 0;
+    for (int i = 700; i < N; i++)
+        late += ew_harness_flags(h)[i];
+    ck_assert_msg(late < 20, "rolling: %d", late);
+    ew_harness_destroy(&h);
+
+    /* Relearnt every 300 values from the last 200: the shift is normal after 900. */
+    h = s_make(1, s_one, (const char *[]){"baseline", "frozen", "train_samples", "200",
+                                          "relearn_every", "300", "extremes", "off", NULL});
+    s_process(h, N, v);
+    late = 0;
+    for (int i = 500; i < 800; i++)
+        ck_assert_msg(ew_harness_flags(h)[i] == 1, "%d", i); /* relearnt at 500 from 300..499 */
+    for (int i = 800; i < N; i++)
+        late += ew_harness_flags(h)[i];
+    ck_assert_msg(late < 30, "relearnt: %d", late);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+START_TEST(frozen_constant_channel_is_named)
+{
+    ew_harness *h = s_make(2, s_two, (const char *[]){"baseline", "frozen", "train_samples", "10", NULL});
+    double v[40];
+    for (int i = 0; i < 20; i++) {
+        v[2 * i] = 3;           /* a: constant in training */
+        v[2 * i + 1] = i % 3;   /* b: varies */
+    }
+    v[2 * 15] = 3.5;
+    s_process(h, 20, v);
+    ck_assert_uint_eq(ew_harness_logged(h, EW_LOG_WARN), 1);
+    ck_assert(ew_harness_contrib(h)[2 * 15] == 1000);
+    ck_assert(ew_harness_raw(h)[15] == 1000 && ew_harness_flags(h)[15] == 1);
+    ck_assert(ew_harness_raw(h)[14] < 3);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+/* The new-extreme rule: after extremes_after values, a value beyond the range
+ * seen so far by more than extremes_margin of it scores as the maximum. */
+START_TEST(new_extremes)
+{
+    enum { N = 320 };
+    double v[N];
+    for (int i = 0; i < N; i++)
+        v[i] = i % 11; /* 0..10: range 10, margin 0.2 */
+    v[100] = 10.5;     /* before 288 values: an ordinary z */
+    v[300] = 10.6;     /* within 0.2 of the max so far (10.5): not extreme */
+    v[310] = 10.9;     /* beyond 10.6 + 0.218 */
+    ew_harness *h = s_make(1, s_one, NULL);
+    s_process(h, N, v);
+    const double *raw = ew_harness_raw(h);
+    ck_assert(raw[100] < 3 && raw[300] < 3);
+    ck_assert(raw[310] == 1000 && ew_harness_contrib(h)[310] == 1000 && ew_harness_flags(h)[310]);
+    ew_harness_destroy(&h);
+
+    h = s_make(1, s_one, (const char *[]){"extremes", "off", NULL});
+    s_process(h, N, v);
+    ck_assert(ew_harness_raw(h)[310] < 3);
+    ew_harness_destroy(&h);
+    h = s_make(1, s_one, (const char *[]){"extremes_margin", "0.001", "extremes_after", "50", NULL});
+    s_process(h, N, v);
+    ck_assert(ew_harness_raw(h)[100] == 1000 && ew_harness_raw(h)[300] == 1000);
+    ew_harness_destroy(&h);
+
+    /* auto: off with two channels (no correction for their number), unless asked. */
+    double w[2 * N];
+    for (int i = 0; i < N; i++)
+        w[2 * i] = w[2 * i + 1] = v[i];
+    h = s_make(2, s_two, NULL);
+    s_process(h, N, w);
+    ck_assert(ew_harness_raw(h)[310] < 3);
+    ew_harness_destroy(&h);
+    h = s_make(2, s_two, (const char *[]){"extremes", "on", NULL});
+    s_process(h, N, w);
+    ck_assert(ew_harness_raw(h)[310] == 1000);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+/* The tail functions behind combine, far into the tails. */
+START_TEST(tail_functions)
+{
+    for (double z = 0.01; z < 1000; z *= 1.37) {
+        double lt = ewp_normal_log_tail2(z);
+        ck_assert(isfinite(lt) && lt < 0);
+        ck_assert_msg(fabs(ewp_normal_z_of_log_tail2(lt) - z) < 1e-9 * z, "z %g", z);
+        /* Chi-square with 1 degree of freedom is the square of a normal. */
+        ck_assert_msg(fabs(ewp_chi2_log_tail(z * z, 1) - lt) < 1e-9 * fmax(1, fabs(lt)), "z %g", z);
+        if (z < 8)
+            ck_assert(fabs(lt - log(erfc(z / M_SQRT2))) < 1e-12 * fmax(1, fabs(lt)));
+    }
+    /* Even k: Q = e^(-s/2) sum_{j < k/2} (s/2)^j / j!, summed here in logs. */
+    const double ss[] = {0.5, 3, 10, 40, 200, 5000, 1e6};
+    for (unsigned k = 2; k <= 60; k += 2)
+        for (size_t i = 0; i < sizeof ss / sizeof ss[0]; i++) {
+            double x = ss[i] / 2, lmax = -INFINITY, lj[30];
+            for (unsigned j = 0; j < k / 2; j++) {
+                lj[j] = j * log(x) - lgamma(j + 1.0);
+                lmax = fmax(lmax, lj[j]);
+            }
+            double sum = 0;
+            for (unsigned j = 0; j < k / 2; j++)
+                sum += exp(lj[j] - lmax);
+            double want = -x + lmax + log(sum), got = ewp_chi2_log_tail(ss[i], k);
+            ck_assert_msg(fabs(got - want) < 1e-9 * fmax(1, fabs(want)), "k %u s %g: %.17g vs %.17g",
+                          k, ss[i], got, want);
+        }
+    ck_assert(ewp_normal_z_of_log_tail2(0) == 0 && ewp_chi2_log_tail(0, 5) == 0);
+}
+END_TEST
+
 START_TEST(chained_after_a_detector)
 {
     /* An upstream detector's score and anomaly are not scored again (and our verdict
@@ -462,6 +690,11 @@ START_TEST(option_errors)
         {"threshold", "0", "out of range"},
         {"warmup", "-2", "out of range"},
         {"robust", "maybe", "true or false"},
+        {"baseline", "fixed", "rolling"},
+        {"combine", "sum", "sidak"},
+        {"extremes", "yes", "auto"},
+        {"train_samples", "1", "out of range"},
+        {"extremes_margin", "-1", "out of range"},
         {"windw", "10", "unknown option"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -498,6 +731,13 @@ int main(void)
     tcase_add_test(tc, robust_matches_brute_force);
     tcase_add_test(tc, numerically_stable_near_1e9);
     tcase_add_test(tc, huge_value_does_not_poison_the_statistics);
+    tcase_add_test(tc, raw_contrib_and_learning);
+    tcase_add_test(tc, combine_modes);
+    tcase_add_test(tc, false_alarms_do_not_grow_with_channels);
+    tcase_add_test(tc, frozen_baseline);
+    tcase_add_test(tc, frozen_constant_channel_is_named);
+    tcase_add_test(tc, new_extremes);
+    tcase_add_test(tc, tail_functions);
     tcase_add_test(tc, chained_after_a_detector);
     tcase_add_test(tc, option_errors);
     suite_add_tcase(s, tc);
