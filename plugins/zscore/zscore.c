@@ -53,6 +53,9 @@
  * while ranking far above anything a real spread gives. */
 #define S_Z_MAX 1000.0
 
+/* Points of the table of the combined z over its argument (see s_table). */
+#define S_TABLE_POINTS 2048
+
 enum { S_BASELINE_ROLLING = 0, S_BASELINE_FROZEN = 1 };
 enum { S_COMBINE_MAX = 0, S_COMBINE_SIDAK = 1, S_COMBINE_CHI2 = 2 };
 enum { S_EXTREMES_AUTO = 0, S_EXTREMES_ON = 1, S_EXTREMES_OFF = 2 };
@@ -70,6 +73,18 @@ typedef struct zscore_config {
     double extremes_margin;
     int64_t extremes_after;
 } zscore_config;
+
+/* The combined z as a function of u (the largest |z| for sidak, the root of the
+ * sum of squares for chi2) at a fixed channel count k, tabulated with its
+ * derivative on [0, umax] and read by cubic Hermite interpolation: the exact
+ * tail and its inversion cost about a microsecond, which would make zscore
+ * the slowest part of the host's pipeline. Beyond umax, or for another k
+ * (missing values), the exact computation is used. */
+typedef struct s_table {
+    unsigned k;      /* 0 = no table */
+    double h, umax;  /* step and end of the grid */
+    double *f, *d;   /* z and dz/du at the S_TABLE_POINTS points */
+} s_table;
 
 /* One scored input channel. */
 typedef struct s_channel {
@@ -95,6 +110,7 @@ typedef struct zscore {
     size_t nch;
     s_channel *ch;
     double *zc;          /* scratch: this sample's z per scored channel */
+    s_table table;       /* the combination at k = every channel */
     uint64_t warmup;     /* values a channel needs before it is scored */
     bool learning;       /* last state reported with set_learning */
     bool extremes;       /* the new-extreme rule applies */
@@ -132,6 +148,84 @@ static const ew_option s_options[] = {
     EW_OPTION_END,
 };
 
+/* ln P(|N| > u) and ln P(|N| < u), both accurate where they are small. */
+static void s_tails(double u, double *lt, double *lin)
+{
+    *lt = ewp_normal_log_tail2(u);
+    *lin = u < 1 ? log(erf(u / M_SQRT2)) : log1p(-exp(*lt));
+}
+
+/* The exact combined z of argument u over k channels, and dz/du in *dz. */
+static double s_exact(int mode, double u, unsigned k, double *dz)
+{
+    double lt, ze, ld;
+    if (mode == S_COMBINE_SIDAK) {
+        /* P(max of k > u) = 1 - (1 - p)^k; for a tiny p that is k p to 1e-13. */
+        double lp, lin;
+        s_tails(u, &lp, &lin);
+        lt = lp > -30 ? log(-expm1((double)k * lin)) : log((double)k) + lp;
+        ze = ewp_normal_z_of_log_tail2(lt);
+        /* dp/du = k (1 - p)^(k-1) * density; over the density at ze. */
+        ld = log((double)k) + (k - 1) * lin + (ze * ze - u * u) / 2;
+    } else {
+        double ss = u * u;
+        lt = ewp_chi2_log_tail(ss, k);
+        ze = ewp_normal_z_of_log_tail2(lt);
+        /* dQ/du = 2u f_k(u^2), f_k the chi-square density; over the normal's 2 phi(ze). */
+        ld = u > 0 ? log(2 * u) + (k / 2.0 - 1) * log(ss) - ss / 2 - (k / 2.0) * M_LN2 -
+                         ewp_log_gamma_half(k) + ze * ze / 2 - log(0.79788456080286536)
+                   : -INFINITY;
+    }
+    if (dz)
+        *dz = ze > 0 ? exp(ld) : 0;
+    return ze;
+}
+
+static int s_table_build(s_table *t, int mode, unsigned k)
+{
+    t->f = malloc(S_TABLE_POINTS * sizeof *t->f);
+    t->d = malloc(S_TABLE_POINTS * sizeof *t->d);
+    if (!t->f || !t->d)
+        return -1;
+    /* sidak: u is a |z|, interesting up to about 40; chi2: the root of a sum of k
+     * squares, sqrt(k) when normal. */
+    t->umax = 40 + (mode == S_COMBINE_CHI2 ? sqrt((double)k) : 0);
+    t->h = t->umax / (S_TABLE_POINTS - 1);
+    for (size_t i = 0; i < S_TABLE_POINTS; i++)
+        t->f[i] = s_exact(mode, (double)i * t->h, k, &t->d[i]);
+    t->k = k;
+    return 0;
+}
+
+static double s_table_get(const s_table *t, double u)
+{
+    double x = u / t->h;
+    size_t i = (size_t)x;
+    if (i >= S_TABLE_POINTS - 1)
+        i = S_TABLE_POINTS - 2;
+    double s = x - (double)i, r = 1 - s;
+    double v = (1 + 2 * s) * r * r * t->f[i] + s * r * r * t->h * t->d[i] +
+               s * s * (3 - 2 * s) * t->f[i + 1] - s * s * r * t->h * t->d[i + 1];
+    return v > 0 ? v : 0;
+}
+
+/* The channels' z values (k >= 1 of them) as one equivalent one-channel z. */
+static double s_combine(const zscore *z, const double *zc, size_t k)
+{
+    double zmax = 0, ss = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (zc[i] > zmax)
+            zmax = zc[i];
+        ss += zc[i] * zc[i];
+    }
+    if (k == 1 || z->cfg->combine == S_COMBINE_MAX || zmax >= S_Z_MAX)
+        return zmax;
+    double u = z->cfg->combine == S_COMBINE_SIDAK ? zmax : sqrt(ss);
+    double ze = z->table.k == k && u < z->table.umax ? s_table_get(&z->table, u)
+                                                     : s_exact(z->cfg->combine, u, (unsigned)k, NULL);
+    return ze < S_Z_MAX ? ze : S_Z_MAX;
+}
+
 static void s_destroy(void *self)
 {
     zscore *z = self;
@@ -143,6 +237,8 @@ static void s_destroy(void *self)
     }
     free(z->ch);
     free(z->zc);
+    free(z->table.f);
+    free(z->table.d);
     free(z);
 }
 
@@ -204,6 +300,8 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
         s_destroy(z);
         return EW_EINVAL;
     }
+    if (z->nch > 1 && cfg->combine != S_COMBINE_MAX && s_table_build(&z->table, cfg->combine, (unsigned)z->nch) < 0)
+        goto oom;
     /* The rule has no correction for the number of channels: each adds its own
      * new extremes (on TEP's 52, 13.6 % of normal rows; README). */
     z->extremes = cfg->extremes == S_EXTREMES_ON || (cfg->extremes == S_EXTREMES_AUTO && z->nch == 1);
@@ -295,29 +393,6 @@ static bool s_extreme(const zscore *z, const s_channel *ch, double x)
         return false;
     double margin = z->cfg->extremes_margin * (ch->hi - ch->lo);
     return x > ch->hi + margin || x < ch->lo - margin;
-}
-
-/* The channels' z values (k >= 1 of them) as one equivalent one-channel z. */
-static double s_combine(const zscore *z, const double *zc, size_t k)
-{
-    double zmax = 0, ss = 0;
-    for (size_t i = 0; i < k; i++) {
-        if (zc[i] > zmax)
-            zmax = zc[i];
-        ss += zc[i] * zc[i];
-    }
-    if (k == 1 || z->cfg->combine == S_COMBINE_MAX || zmax >= S_Z_MAX)
-        return zmax;
-    double lt;
-    if (z->cfg->combine == S_COMBINE_SIDAK) {
-        /* P(max of k > zmax) = 1 - (1 - p)^k; for a tiny p that is k p to 1e-13. */
-        double lp = ewp_normal_log_tail2(zmax);
-        lt = lp > -30 ? log(-expm1((double)k * log1p(-exp(lp)))) : log((double)k) + lp;
-    } else {
-        lt = ewp_chi2_log_tail(ss, (unsigned)k);
-    }
-    double ze = ewp_normal_z_of_log_tail2(lt);
-    return ze < S_Z_MAX ? ze : S_Z_MAX;
 }
 
 /* z^2 / (z^2 + T^2), written as 1 / (1 + (T/z)^2) so that z = 0 needs no

@@ -479,6 +479,43 @@ START_TEST(combine_modes)
 }
 END_TEST
 
+/* The combined z (tabulated for speed) against the tails computed here from
+ * the per-channel |z| in contrib: 4 channels, Sidak and chi-square (for 4
+ * degrees of freedom Q = e^-x (1 + x), x = sum / 2). */
+START_TEST(combined_z_matches_its_definition)
+{
+    enum { K = 4, N = 4000 };
+    const char *const names[K] = {"a", "b", "c", "d"};
+    double *v = malloc(N * K * sizeof *v);
+    unsigned long long st = 3;
+    for (int i = 0; i < N * K; i++)
+        v[i] = s_gauss(&st) * (i % 97 == 0 ? 6 : 1);
+    const char *const modes[] = {"sidak", "chi2"};
+    for (int m = 0; m < 2; m++) {
+        ew_harness *h = s_make(K, names, (const char *[]){"window", "50", "combine", modes[m], NULL});
+        s_process(h, N, v);
+        const double *raw = ew_harness_raw(h), *contrib = ew_harness_contrib(h);
+        int checked = 0;
+        for (int i = 50; i < N; i++) {
+            double mx = 0, ss = 0;
+            for (int c = 0; c < K; c++) {
+                mx = fmax(mx, contrib[i * K + c]);
+                ss += contrib[i * K + c] * contrib[i * K + c];
+            }
+            double want = m == 0 ? -expm1(K * log1p(-erfc(mx / M_SQRT2))) : exp(-ss / 2) * (1 + ss / 2);
+            if (raw[i] < 0.05 || raw[i] > 8)
+                continue;
+            checked++;
+            ck_assert_msg(fabs(erfc(raw[i] / M_SQRT2) / want - 1) < 1e-8, "%s sample %d: z %.17g",
+                          modes[m], i, raw[i]);
+        }
+        ck_assert(checked > N / 2);
+        ew_harness_destroy(&h);
+    }
+    free(v);
+}
+END_TEST
+
 /* 50 independent Gaussian channels against a frozen baseline: with `max`,
  * some channel passes 3 in about 1 - (1 - 0.0027)^50 = 12.6 % of samples;
  * the Sidak and chi-square statistics keep one channel's 0.27 %. */
@@ -733,6 +770,7 @@ int main(void)
     tcase_add_test(tc, huge_value_does_not_poison_the_statistics);
     tcase_add_test(tc, raw_contrib_and_learning);
     tcase_add_test(tc, combine_modes);
+    tcase_add_test(tc, combined_z_matches_its_definition);
     tcase_add_test(tc, false_alarms_do_not_grow_with_channels);
     tcase_add_test(tc, frozen_baseline);
     tcase_add_test(tc, frozen_constant_channel_is_named);
