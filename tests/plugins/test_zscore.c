@@ -438,7 +438,7 @@ END_TEST
 START_TEST(raw_contrib_and_learning)
 {
     ew_harness *h = s_make(2, s_two, (const char *[]){"window", "4", NULL});
-    ck_assert(ew_harness_score_calibrated(h));
+    ck_assert(!ew_harness_score_calibrated(h)); /* rolling: the host calibrates raw */
     /* Windows [0,0,0,4] for both; then a = 1 (z 0), b = 9 (z 4). */
     const double v[] = {0, 0, 0, 0, 0, 0, 4, 4, 1, 9};
     s_process(h, 5, v);
@@ -634,7 +634,7 @@ START_TEST(new_extremes)
     v[100] = 10.5;     /* before 288 values: an ordinary z */
     v[300] = 10.6;     /* within 0.2 of the max so far (10.5): not extreme */
     v[310] = 10.9;     /* beyond 10.6 + 0.218 */
-    ew_harness *h = s_make(1, s_one, NULL);
+    ew_harness *h = s_make(1, s_one, (const char *[]){"extremes_after", "288", NULL});
     s_process(h, N, v);
     const double *raw = ew_harness_raw(h);
     ck_assert(raw[100] < 3 && raw[300] < 3);
@@ -642,6 +642,10 @@ START_TEST(new_extremes)
     ew_harness_destroy(&h);
 
     h = s_make(1, s_one, (const char *[]){"extremes", "off", NULL});
+    s_process(h, N, v);
+    ck_assert(ew_harness_raw(h)[310] < 3);
+    ew_harness_destroy(&h);
+    h = s_make(1, s_one, NULL); /* the default extremes_after is 500 */
     s_process(h, N, v);
     ck_assert(ew_harness_raw(h)[310] < 3);
     ew_harness_destroy(&h);
@@ -654,11 +658,11 @@ START_TEST(new_extremes)
     double w[2 * N];
     for (int i = 0; i < N; i++)
         w[2 * i] = w[2 * i + 1] = v[i];
-    h = s_make(2, s_two, NULL);
+    h = s_make(2, s_two, (const char *[]){"extremes_after", "288", NULL});
     s_process(h, N, w);
     ck_assert(ew_harness_raw(h)[310] < 3);
     ew_harness_destroy(&h);
-    h = s_make(2, s_two, (const char *[]){"extremes", "on", NULL});
+    h = s_make(2, s_two, (const char *[]){"extremes", "on", "extremes_after", "288", NULL});
     s_process(h, N, w);
     ck_assert(ew_harness_raw(h)[310] == 1000);
     ew_harness_destroy(&h);
