@@ -61,8 +61,10 @@ void ewp_rollvar_recompute(ewp_rollvar *rv)
     rv->m2_peak = rv->m2;
 }
 
-void ewp_rollvar_push(ewp_rollvar *rv, double x)
+int ewp_rollvar_push(ewp_rollvar *rv, double x)
 {
+    if (!ewp_stats_accepts(x))
+        return -1;
     if (rv->count == 0) {
         rv->head = 0;
         rv->ring[0] = x;
@@ -70,7 +72,7 @@ void ewp_rollvar_push(ewp_rollvar *rv, double x)
         rv->shift = x;
         rv->mean = rv->m2 = rv->m2_peak = 0;
         rv->updates = 0;
-        return;
+        return 0;
     }
     const double y = x - rv->shift;
     if (rv->count < rv->cap) {
@@ -93,6 +95,21 @@ void ewp_rollvar_push(ewp_rollvar *rv, double x)
     rv->updates++;
     if (rv->updates >= rv->cap || rv->m2 < 0 || rv->m2 < rv->m2_peak * S_CANCEL_RATIO)
         ewp_rollvar_recompute(rv);
+    return 0;
+}
+
+void ewp_rollvar_minmax(const ewp_rollvar *rv, double *lo, double *hi)
+{
+    double a = NAN, b = NAN;
+    for (size_t i = 0; i < rv->count; i++) {
+        double x = rv->ring[i]; /* the window fills slots 0..count-1 before it wraps */
+        if (i == 0 || x < a)
+            a = x;
+        if (i == 0 || x > b)
+            b = x;
+    }
+    *lo = a;
+    *hi = b;
 }
 
 int ewp_rollmed_init(ewp_rollmed *rm, size_t cap)
@@ -131,8 +148,10 @@ static size_t s_lower_bound(const double *a, size_t n, double x)
     return lo;
 }
 
-void ewp_rollmed_push(ewp_rollmed *rm, double x)
+int ewp_rollmed_push(ewp_rollmed *rm, double x)
 {
+    if (!ewp_stats_accepts(x))
+        return -1;
     if (rm->count == rm->cap) {
         /* Evict the oldest from the sorted copy; it is there, so the lower bound finds it. */
         double old = rm->ring[rm->head];
@@ -149,6 +168,7 @@ void ewp_rollmed_push(ewp_rollmed *rm, double x)
     memmove(rm->sorted + q + 1, rm->sorted + q, (rm->count - q) * sizeof *rm->sorted);
     rm->sorted[q] = x;
     rm->count++;
+    return 0;
 }
 
 double ewp_rollmed_median(const ewp_rollmed *rm)
@@ -222,4 +242,109 @@ double ewp_rollmed_meanad(const ewp_rollmed *rm)
     for (size_t i = 0; i < rm->count; i++)
         sum += fabs(rm->sorted[i] - m);
     return sum / (double)rm->count;
+}
+
+/* Beyond this x, erfc(x) nears the end of the double range: ln erfc(x) is
+ * taken from the asymptotic series erfc(x) = e^(-x^2) / (x sqrt(pi)) *
+ * (1 - 1/(2x^2) + 3/(2x^2)^2 - 15/(2x^2)^3 + ...), whose first omitted term
+ * is below 1e-14 there. */
+#define S_ERFC_ASYMPTOTIC 26.0
+#define S_LN_SQRT_PI 0.57236494292470008
+
+/* ln erfc(x) for x >= 0. */
+static double s_log_erfc(double x)
+{
+    if (x < S_ERFC_ASYMPTOTIC)
+        return log(erfc(x));
+    const double u = 1 / (2 * x * x);
+    return -x * x - log(x) - S_LN_SQRT_PI + log1p(u * (-1 + u * (3 + u * (-15 + u * 105))));
+}
+
+double ewp_normal_log_tail2(double z)
+{
+    if (!(z > 0))
+        return 0;
+    if (isinf(z))
+        return -INFINITY;
+    return s_log_erfc(z / M_SQRT2);
+}
+
+double ewp_normal_z_of_log_tail2(double lt)
+{
+    if (!(lt < 0))
+        return 0;
+    if (isinf(lt))
+        return INFINITY;
+    /* erfc(x) <= e^(-x^2) brackets the root: at z = sqrt(-2 lt) the tail is
+     * at most e^lt; at 0 it is 1. Newton steps on the concave, decreasing
+     * ln-tail, kept inside the bracket (bisection when they leave it). */
+    double lo = 0, hi = sqrt(-2 * lt), z = hi;
+    for (int it = 0; it < 100; it++) {
+        double f = ewp_normal_log_tail2(z) - lt;
+        if (f > 0)
+            lo = z;
+        else
+            hi = z;
+        /* d/dz ln P(|N| > z) = -sqrt(2/pi) e^(-z^2/2) / P(|N| > z) */
+        double slope = -0.79788456080286536 * exp(-0.5 * z * z - ewp_normal_log_tail2(z));
+        double next = z - f / slope;
+        if (!(next > lo && next < hi))
+            next = lo + (hi - lo) / 2;
+        if (fabs(next - z) <= 1e-13 * z || hi - lo <= 1e-13 * hi)
+            return next;
+        z = next;
+    }
+    return z;
+}
+
+double ewp_log_gamma_half(unsigned k)
+{
+    /* Gamma(a + 1) = a Gamma(a), from Gamma(1/2) = sqrt(pi) or Gamma(1) = 1. */
+    double lg = k % 2 ? S_LN_SQRT_PI : 0;
+    for (unsigned j = k % 2 ? 1 : 2; j < k; j += 2)
+        lg += log(j / 2.0);
+    return lg;
+}
+
+double ewp_chi2_log_tail(double s, unsigned k)
+{
+    if (!(s > 0) || k == 0)
+        return 0;
+    if (isinf(s))
+        return -INFINITY;
+    const double a = k / 2.0, x = s / 2, eps = 1e-15, tiny = 1e-300;
+    /* ln(e^-x x^a / Gamma(a)), the common factor of both expansions. */
+    const double lpre = -x + a * log(x) - ewp_log_gamma_half(k);
+    if (x < a + 1) {
+        /* Lower tail by its power series, P = pre / a * sum x^n / ((a+1)...(a+n));
+         * here P is not close to 1 in a way that loses Q (x is near the bulk). */
+        double term = 1 / a, sum = term;
+        for (int n = 1; n < 1000; n++) {
+            term *= x / (a + n);
+            sum += term;
+            if (term < sum * eps)
+                break;
+        }
+        double q = -expm1(lpre + log(sum));
+        return q > 0 ? log(q) : -745.0; /* ln of the smallest double: not reached in the bulk */
+    }
+    /* Upper tail by its continued fraction Q = pre / (x + 1 - a - 1(1 - a) /
+     * (x + 3 - a - 2(2 - a) / ...)), evaluated with the modified Lentz method. */
+    double b = x + 1 - a, c = 1 / tiny, d = 1 / b, h = d;
+    for (int i = 1; i < 1000; i++) {
+        double an = -i * (i - a);
+        b += 2;
+        d = an * d + b;
+        if (fabs(d) < tiny)
+            d = tiny;
+        c = b + an / c;
+        if (fabs(c) < tiny)
+            c = tiny;
+        d = 1 / d;
+        double del = d * c;
+        h *= del;
+        if (fabs(del - 1) < eps)
+            break;
+    }
+    return lpre + log(h);
 }

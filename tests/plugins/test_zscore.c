@@ -1,6 +1,7 @@
 /* Tests of the zscore detector plugin through the SDK harness, against hand-computed statistics. */
 #include <edgewatch/testing.h>
 
+#include "ewp_stats.h"
 #include "options.h"
 #include "ptest.h"
 
@@ -74,7 +75,7 @@ END_TEST
 /* Window [0, 0, 0, 4]: mean 1, sd 2 exactly; x = 7 is z = 3 = threshold. */
 START_TEST(score_is_one_half_at_threshold)
 {
-    ew_harness *h = s_make(2, s_two, (const char *[]){"window", "4", "threshold", "3", NULL});
+    ew_harness *h = s_make(2, s_two, (const char *[]){"window", "4", "threshold", "3", "combine", "max", NULL});
     const double v[] = {0, 0, 0, 0, 0, 0, 4, 4, 7, 1};
     s_process(h, 5, v);
     ck_assert(ew_harness_extra(h)[4] == 3.0);
@@ -82,7 +83,7 @@ START_TEST(score_is_one_half_at_threshold)
     ck_assert_uint_eq(ew_harness_flags(h)[4], 0); /* anomaly is z > threshold */
     ew_harness_destroy(&h);
 
-    h = s_make(2, s_two, (const char *[]){"window", "4", "threshold", "3", NULL});
+    h = s_make(2, s_two, (const char *[]){"window", "4", "threshold", "3", "combine", "max", NULL});
     const double w[] = {0, 0, 0, 0, 0, 0, 4, 4, 7.5, 1};
     s_process(h, 5, w);
     ck_assert(ew_harness_extra(h)[4] == 3.25);
@@ -95,7 +96,7 @@ END_TEST
 START_TEST(score_mapping_is_monotone_in_unit_interval)
 {
     /* Window [0, 0, 0, 4] again (sd 2, mean 1), then x = 1 + 2z for several z. */
-    const double zs[] = {0, 0.5, 1, 2.9, 3, 3.1, 6, 30, 1e6};
+    const double zs[] = {0, 0.5, 1, 2.9, 3, 3.1, 6, 30, 999};
     double prev = -1;
     for (size_t k = 0; k < sizeof zs / sizeof zs[0]; k++) {
         ew_harness *h = s_make(1, s_one, (const char *[]){"window", "4", NULL});
@@ -113,7 +114,7 @@ END_TEST
 START_TEST(max_over_channels)
 {
     /* a: window [0,0,0,4] -> x=3 is z=1; b: same window -> x=5 is z=2. */
-    ew_harness *h = s_make(2, s_two, (const char *[]){"window", "4", NULL});
+    ew_harness *h = s_make(2, s_two, (const char *[]){"window", "4", "combine", "max", NULL});
     const double v[] = {0, 0, 0, 0, 0, 0, 4, 4, 3, 5};
     s_process(h, 5, v);
     ck_assert(ew_harness_extra(h)[4] == 2.0);
@@ -193,7 +194,7 @@ END_TEST
 
 START_TEST(nan_and_inf_are_skipped)
 {
-    ew_harness *h = s_make(2, s_two, (const char *[]){"window", "4", NULL});
+    ew_harness *h = s_make(2, s_two, (const char *[]){"window", "4", "combine", "max", NULL});
     const double v[] = {
         0,   0,   0,   0,    0,        0, 4, 4, /* both windows [0,0,0,4] */
         NAN, 100, /* a missing: b alone decides (anomaly) */
@@ -219,7 +220,7 @@ START_TEST(flat_signal)
     double v[20];
     for (int i = 0; i < 20; i++)
         v[i] = 3.3;
-    v[6] = 3.3000000001; /* differs from a flat window: z = inf */
+    v[6] = 3.3000000001; /* differs from a flat window: z = inf, reported as 1000 */
     v[7] = 1e6 / 3;      /* values that then leave the window */
     v[8] = -12345.678;
     v[9] = 0.1;
@@ -227,7 +228,8 @@ START_TEST(flat_signal)
     const double *z = ew_harness_extra(h), *score = ew_harness_scores(h);
     const uint8_t *flag = ew_harness_flags(h);
     ck_assert(z[5] == 0 && score[5] == 0 && flag[5] == 0);
-    ck_assert(isinf(z[6]) && score[6] == 1 && flag[6] == 1);
+    ck_assert(z[6] == 1000 && score[6] > 0.9999 && flag[6] == 1);
+    ck_assert(ew_harness_raw(h)[6] == 1000);
     /* From sample 15 on the window is flat 3.3 again: the statistics must say
      * so exactly (no residue of the spikes), or equal values would alarm. */
     for (int i = 15; i < 20; i++)
@@ -239,7 +241,7 @@ START_TEST(flat_signal)
         v[i] = 3.3;
     v[12] = 3.2;
     s_process(h, 20, v);
-    ck_assert(isinf(ew_harness_extra(h)[12]) && ew_harness_flags(h)[12] == 1);
+    ck_assert(ew_harness_extra(h)[12] == 1000 && ew_harness_flags(h)[12] == 1);
     ew_harness_destroy(&h);
 }
 END_TEST
@@ -284,7 +286,7 @@ START_TEST(robust_zero_mad)
     h = s_make(1, s_one, (const char *[]){"window", "5", "robust", "on", NULL});
     const double w[] = {5, 5, 5, 5, 5, 6, 5};
     s_process(h, 6, w);
-    ck_assert(isinf(ew_harness_extra(h)[5]) && ew_harness_flags(h)[5] == 1);
+    ck_assert(ew_harness_extra(h)[5] == 1000 && ew_harness_flags(h)[5] == 1);
     ew_harness_destroy(&h);
 }
 END_TEST
@@ -327,7 +329,7 @@ START_TEST(robust_matches_brute_force)
                 sum += dev[k];
             spread = 1.2533141373155003 * sum / W;
         }
-        double want = v[i] == med ? 0 : spread == 0 ? INFINITY : fabs(v[i] - med) / spread;
+        double want = v[i] == med ? 0 : spread == 0 ? 1000 : fmin(1000, fabs(v[i] - med) / spread);
         double got = ew_harness_extra(h)[i];
         ck_assert_msg(got == want || fabs(got - want) <= 1e-12 * want, "sample %d: %g vs %g", i,
                       got, want);
@@ -352,7 +354,7 @@ static double s_gauss(unsigned long long *state)
 static void s_check_stability(double base, double noise, double level, double tolerance)
 {
     enum { N = 100000, W = 100 };
-    ew_harness *h = s_make(1, s_one, (const char *[]){"window", "100", NULL});
+    ew_harness *h = s_make(1, s_one, (const char *[]){"window", "100", "extremes", "off", NULL});
     double *v = malloc(N * sizeof *v);
     unsigned long long st = 42;
     /* Every 700 samples the level jumps by `level` and back: while the window
@@ -371,6 +373,8 @@ static void s_check_stability(double base, double noise, double level, double to
         for (int k = i - W; k < i; k++)
             m2 += ((long double)v[k] - mean) * ((long double)v[k] - mean);
         long double want = fabsl((long double)v[i] - mean) / sqrtl(m2 / (W - 1));
+        if (want > 1000)
+            want = 1000; /* the statistic's documented ceiling */
         double got = ew_harness_extra(h)[i];
         double err = fabs((double)(got - want)) / fmax(1.0, (double)want);
         if (err > worst)
@@ -388,6 +392,312 @@ START_TEST(numerically_stable_near_1e9)
     s_check_stability(-3e12, 0.5, 0, 1e-6);
     s_check_stability(1e9, 1.0, -1e9, 1e-6);
     s_check_stability(0, 1e-3, 1e7, 1e-6);
+}
+END_TEST
+
+/* One huge but finite reading (1e155: its square overflows) used to make the
+ * variance inf and then NaN: the detector went blind for a window, then every
+ * sample alarmed. It must be refused as bad input (counted), leave the
+ * statistics as they were, and the stream go on being scored normally. */
+START_TEST(huge_value_does_not_poison_the_statistics)
+{
+    const char *const modes[] = {"false", "true"};
+    for (int m = 0; m < 2; m++) {
+        ew_harness *h = s_make(1, s_one, (const char *[]){"window", "100", "robust", modes[m], NULL});
+        enum { N = 3000 };
+        double *v = malloc(N * sizeof *v);
+        unsigned long long st = 7;
+        for (int i = 0; i < N; i++)
+            v[i] = 10 + s_gauss(&st);
+        v[1000] = 1e155;
+        v[1500] = -1.7e308;
+        v[1050] = v[1600] = 40; /* 30 sd: the detector must still see these */
+        s_process(h, N, v);
+        const double *z = ew_harness_extra(h);
+        const uint8_t *flag = ew_harness_flags(h);
+        int alarms = 0;
+        for (int i = 100; i < N; i++) {
+            if (i == 1000 || i == 1500)
+                continue;
+            ck_assert_msg(isfinite(z[i]), "robust %s, sample %d: z %g", modes[m], i, z[i]);
+            alarms += flag[i];
+        }
+        ck_assert_msg(flag[1050] && flag[1600], "robust %s: blind after the huge value", modes[m]);
+        /* Gaussian noise beyond 3 sd: about 0.3 % of 2900 samples. */
+        ck_assert_msg(alarms < 30, "robust %s: %d alarms", modes[m], alarms);
+        ck_assert_uint_eq(ew_harness_counter(h, "zscore_bad_values"), 2);
+        ck_assert(ew_harness_logged(h, EW_LOG_WARN) >= 1);
+        free(v);
+        ew_harness_destroy(&h);
+    }
+}
+END_TEST
+
+/* ABI 1.2: raw = the statistic (also the z channel), contrib = each input
+ * channel's |z|, learning = 1 while no channel can be scored yet. */
+START_TEST(raw_contrib_and_learning)
+{
+    ew_harness *h = s_make(2, s_two, (const char *[]){"window", "4", NULL});
+    ck_assert(!ew_harness_score_calibrated(h)); /* rolling: the host calibrates raw */
+    /* Windows [0,0,0,4] for both; then a = 1 (z 0), b = 9 (z 4). */
+    const double v[] = {0, 0, 0, 0, 0, 0, 4, 4, 1, 9};
+    s_process(h, 5, v);
+    const double *raw = ew_harness_raw(h), *contrib = ew_harness_contrib(h);
+    const uint8_t *learning = ew_harness_learning_flags(h);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_msg(learning[i] == 1 && isnan(raw[i]), "sample %d", i);
+        ck_assert(isnan(contrib[2 * i]) && isnan(contrib[2 * i + 1]));
+    }
+    ck_assert_uint_eq(learning[4], 0);
+    ck_assert(contrib[8] == 0 && contrib[9] == 4);
+    /* Sidak over 2 channels: the tail of max |z| = 4, 1 - (1 - p)^2, as one z. */
+    double p = erfc(4 / M_SQRT2), want = 1 - (1 - p) * (1 - p);
+    ck_assert_msg(fabs(erfc(raw[4] / M_SQRT2) / want - 1) < 1e-9, "raw %.17g", raw[4]);
+    ck_assert(raw[4] < 4 && raw[4] > 3.5);
+    ck_assert(ew_harness_extra(h)[4] == raw[4]);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+/* The three ways to combine channels, on z_a = 3, z_b = 0. */
+START_TEST(combine_modes)
+{
+    const char *const modes[] = {"max", "sidak", "chi2"};
+    double got[3];
+    for (int m = 0; m < 3; m++) {
+        ew_harness *h = s_make(2, s_two, (const char *[]){"window", "4", "combine", modes[m], NULL});
+        const double v[] = {0, 0, 0, 0, 0, 0, 4, 4, 7, 1};
+        s_process(h, 5, v);
+        got[m] = ew_harness_raw(h)[4];
+        ew_harness_destroy(&h);
+    }
+    ck_assert(got[0] == 3);
+    double p = erfc(3 / M_SQRT2);
+    ck_assert(fabs(erfc(got[1] / M_SQRT2) / (1 - (1 - p) * (1 - p)) - 1) < 1e-9);
+    /* Chi-square with 2 degrees of freedom: P(X > 9) = e^-4.5. */
+    ck_assert_msg(fabs(erfc(got[2] / M_SQRT2) / exp(-4.5) - 1) < 1e-9, "chi2 z %.17g", got[2]);
+}
+END_TEST
+
+/* The combined z (tabulated for speed) against the tails computed here from
+ * the per-channel |z| in contrib: 4 channels, Sidak and chi-square (for 4
+ * degrees of freedom Q = e^-x (1 + x), x = sum / 2). */
+START_TEST(combined_z_matches_its_definition)
+{
+    enum { K = 4, N = 4000 };
+    const char *const names[K] = {"a", "b", "c", "d"};
+    double *v = malloc(N * K * sizeof *v);
+    unsigned long long st = 3;
+    for (int i = 0; i < N * K; i++)
+        v[i] = s_gauss(&st) * (i % 97 == 0 ? 6 : 1);
+    const char *const modes[] = {"sidak", "chi2"};
+    for (int m = 0; m < 2; m++) {
+        ew_harness *h = s_make(K, names, (const char *[]){"window", "50", "combine", modes[m], NULL});
+        s_process(h, N, v);
+        const double *raw = ew_harness_raw(h), *contrib = ew_harness_contrib(h);
+        int checked = 0;
+        for (int i = 50; i < N; i++) {
+            double mx = 0, ss = 0;
+            for (int c = 0; c < K; c++) {
+                mx = fmax(mx, contrib[i * K + c]);
+                ss += contrib[i * K + c] * contrib[i * K + c];
+            }
+            double want = m == 0 ? -expm1(K * log1p(-erfc(mx / M_SQRT2))) : exp(-ss / 2) * (1 + ss / 2);
+            if (raw[i] < 0.05 || raw[i] > 8)
+                continue;
+            checked++;
+            ck_assert_msg(fabs(erfc(raw[i] / M_SQRT2) / want - 1) < 1e-8, "%s sample %d: z %.17g",
+                          modes[m], i, raw[i]);
+        }
+        ck_assert(checked > N / 2);
+        ew_harness_destroy(&h);
+    }
+    free(v);
+}
+END_TEST
+
+/* 50 independent Gaussian channels against a frozen baseline: with `max`,
+ * some channel passes 3 in about 1 - (1 - 0.0027)^50 = 12.6 % of samples;
+ * the Sidak and chi-square statistics keep one channel's 0.27 %. */
+START_TEST(false_alarms_do_not_grow_with_channels)
+{
+    enum { K = 50, TRAIN = 5000, N = 25000 };
+    const char *names[K];
+    char buf[K][8];
+    for (int c = 0; c < K; c++) {
+        snprintf(buf[c], sizeof buf[c], "c%d", c);
+        names[c] = buf[c];
+    }
+    double *v = malloc((size_t)N * K * sizeof *v);
+    unsigned long long st = 99;
+    for (size_t i = 0; i < (size_t)N * K; i++)
+        v[i] = 5 + 2 * s_gauss(&st);
+    const char *const modes[] = {"max", "sidak", "chi2"};
+    for (int m = 0; m < 3; m++) {
+        ew_harness *h = s_make(K, names, (const char *[]){"baseline", "frozen", "train_samples", "5000",
+                                                          "combine", modes[m], NULL});
+        s_process(h, N, v);
+        const uint8_t *flag = ew_harness_flags(h), *learning = ew_harness_learning_flags(h);
+        int flagged = 0;
+        for (int i = 0; i < N; i++) {
+            ck_assert_uint_eq(learning[i], i < TRAIN);
+            if (i >= TRAIN)
+                flagged += flag[i];
+        }
+        double rate = (double)flagged / (N - TRAIN);
+        if (m == 0)
+            ck_assert_msg(rate > 0.09 && rate < 0.17, "max: %.4f", rate);
+        else
+            ck_assert_msg(rate > 0.0010 && rate < 0.0060, "%s: %.4f", modes[m], rate);
+        ew_harness_destroy(&h);
+    }
+    free(v);
+}
+END_TEST
+
+/* A frozen baseline keeps flagging a lasting shift that a rolling window
+ * absorbs; with relearn_every it is relearnt and becomes normal. */
+START_TEST(frozen_baseline)
+{
+    enum { N = 1500 };
+    double v[N];
+    unsigned long long st = 5;
+    for (int i = 0; i < N; i++)
+        v[i] = 20 + s_gauss(&st) + (i >= 500 ? 10 : 0);
+    ew_harness *h = s_make(1, s_one, (const char *[]){"baseline", "frozen", "train_samples", "200",
+                                                      "extremes", "off", NULL});
+    ck_assert(ew_harness_learning(h));
+    s_process(h, N, v);
+    const uint8_t *flag = ew_harness_flags(h), *learning = ew_harness_learning_flags(h);
+    const double *raw = ew_harness_raw(h);
+    for (int i = 0; i < 200; i++)
+        ck_assert_msg(learning[i] == 1 && isnan(raw[i]) && ew_harness_scores(h)[i] == 0, "%d", i);
+    ck_assert(!ew_harness_learning(h));
+    ck_assert(ew_harness_score_calibrated(h));
+    int early = 0, late = 0;
+    for (int i = 200; i < 500; i++)
+        early += flag[i];
+    for (int i = 500; i < N; i++)
+        late += flag[i];
+    ck_assert_msg(early < 10 && late == N - 500, "early %d late %d", early, late);
+    ew_harness_destroy(&h);
+
+    /* The rolling window (100 values) has absorbed the shift 100 values later. */
+    h = s_make(1, s_one, (const char *[]){"window", "100", "extremes", "off", NULL});
+    s_process(h, N, v);
+    late = 0;
+    for (int i = 700; i < N; i++)
+        late += ew_harness_flags(h)[i];
+    ck_assert_msg(late < 20, "rolling: %d", late);
+    ew_harness_destroy(&h);
+
+    /* Relearnt every 300 values from the last 200: the shift is normal after 900. */
+    h = s_make(1, s_one, (const char *[]){"baseline", "frozen", "train_samples", "200",
+                                          "relearn_every", "300", "extremes", "off", NULL});
+    s_process(h, N, v);
+    late = 0;
+    for (int i = 500; i < 800; i++)
+        ck_assert_msg(ew_harness_flags(h)[i] == 1, "%d", i); /* relearnt at 500 from 300..499 */
+    for (int i = 800; i < N; i++)
+        late += ew_harness_flags(h)[i];
+    ck_assert_msg(late < 30, "relearnt: %d", late);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+START_TEST(frozen_constant_channel_is_named)
+{
+    ew_harness *h = s_make(2, s_two, (const char *[]){"baseline", "frozen", "train_samples", "10", NULL});
+    double v[40];
+    for (int i = 0; i < 20; i++) {
+        v[2 * i] = 3;           /* a: constant in training */
+        v[2 * i + 1] = i % 3;   /* b: varies */
+    }
+    v[2 * 15] = 3.5;
+    s_process(h, 20, v);
+    ck_assert_uint_eq(ew_harness_logged(h, EW_LOG_WARN), 1);
+    ck_assert(ew_harness_contrib(h)[2 * 15] == 1000);
+    ck_assert(ew_harness_raw(h)[15] == 1000 && ew_harness_flags(h)[15] == 1);
+    ck_assert(ew_harness_raw(h)[14] < 3);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+/* The new-extreme rule: after extremes_after values, a value beyond the range
+ * seen so far by more than extremes_margin of it scores as the maximum. */
+START_TEST(new_extremes)
+{
+    enum { N = 320 };
+    double v[N];
+    for (int i = 0; i < N; i++)
+        v[i] = i % 11; /* 0..10: range 10, margin 0.2 */
+    v[100] = 10.5;     /* before 288 values: an ordinary z */
+    v[300] = 10.6;     /* within 0.2 of the max so far (10.5): not extreme */
+    v[310] = 10.9;     /* beyond 10.6 + 0.218 */
+    ew_harness *h = s_make(1, s_one, (const char *[]){"extremes_after", "288", NULL});
+    s_process(h, N, v);
+    const double *raw = ew_harness_raw(h);
+    ck_assert(raw[100] < 3 && raw[300] < 3);
+    ck_assert(raw[310] == 1000 && ew_harness_contrib(h)[310] == 1000 && ew_harness_flags(h)[310]);
+    ew_harness_destroy(&h);
+
+    h = s_make(1, s_one, (const char *[]){"extremes", "off", NULL});
+    s_process(h, N, v);
+    ck_assert(ew_harness_raw(h)[310] < 3);
+    ew_harness_destroy(&h);
+    h = s_make(1, s_one, NULL); /* the default extremes_after is 500 */
+    s_process(h, N, v);
+    ck_assert(ew_harness_raw(h)[310] < 3);
+    ew_harness_destroy(&h);
+    h = s_make(1, s_one, (const char *[]){"extremes_margin", "0.001", "extremes_after", "50", NULL});
+    s_process(h, N, v);
+    ck_assert(ew_harness_raw(h)[100] == 1000 && ew_harness_raw(h)[300] == 1000);
+    ew_harness_destroy(&h);
+
+    /* auto: off with two channels (no correction for their number), unless asked. */
+    double w[2 * N];
+    for (int i = 0; i < N; i++)
+        w[2 * i] = w[2 * i + 1] = v[i];
+    h = s_make(2, s_two, (const char *[]){"extremes_after", "288", NULL});
+    s_process(h, N, w);
+    ck_assert(ew_harness_raw(h)[310] < 3);
+    ew_harness_destroy(&h);
+    h = s_make(2, s_two, (const char *[]){"extremes", "on", "extremes_after", "288", NULL});
+    s_process(h, N, w);
+    ck_assert(ew_harness_raw(h)[310] == 1000);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+/* The tail functions behind combine, far into the tails. */
+START_TEST(tail_functions)
+{
+    for (double z = 0.01; z < 1000; z *= 1.37) {
+        double lt = ewp_normal_log_tail2(z);
+        ck_assert(isfinite(lt) && lt < 0);
+        ck_assert_msg(fabs(ewp_normal_z_of_log_tail2(lt) - z) < 1e-9 * z, "z %g", z);
+        /* Chi-square with 1 degree of freedom is the square of a normal. */
+        ck_assert_msg(fabs(ewp_chi2_log_tail(z * z, 1) - lt) < 1e-9 * fmax(1, fabs(lt)), "z %g", z);
+        if (z < 8)
+            ck_assert(fabs(lt - log(erfc(z / M_SQRT2))) < 1e-12 * fmax(1, fabs(lt)));
+    }
+    /* Even k: Q = e^(-s/2) sum_{j < k/2} (s/2)^j / j!, summed here in logs. */
+    const double ss[] = {0.5, 3, 10, 40, 200, 5000, 1e6};
+    for (unsigned k = 2; k <= 60; k += 2)
+        for (size_t i = 0; i < sizeof ss / sizeof ss[0]; i++) {
+            double x = ss[i] / 2, lmax = -INFINITY, lj[30];
+            for (unsigned j = 0; j < k / 2; j++) {
+                lj[j] = j * log(x) - lgamma(j + 1.0);
+                lmax = fmax(lmax, lj[j]);
+            }
+            double sum = 0;
+            for (unsigned j = 0; j < k / 2; j++)
+                sum += exp(lj[j] - lmax);
+            double want = -x + lmax + log(sum), got = ewp_chi2_log_tail(ss[i], k);
+            ck_assert_msg(fabs(got - want) < 1e-9 * fmax(1, fabs(want)), "k %u s %g: %.17g vs %.17g",
+                          k, ss[i], got, want);
+        }
+    ck_assert(ewp_normal_z_of_log_tail2(0) == 0 && ewp_chi2_log_tail(0, 5) == 0);
 }
 END_TEST
 
@@ -421,6 +731,11 @@ START_TEST(option_errors)
         {"threshold", "0", "out of range"},
         {"warmup", "-2", "out of range"},
         {"robust", "maybe", "true or false"},
+        {"baseline", "fixed", "rolling"},
+        {"combine", "sum", "sidak"},
+        {"extremes", "yes", "auto"},
+        {"train_samples", "1", "out of range"},
+        {"extremes_margin", "-1", "out of range"},
         {"windw", "10", "unknown option"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -456,6 +771,15 @@ int main(void)
     tcase_add_test(tc, robust_zero_mad);
     tcase_add_test(tc, robust_matches_brute_force);
     tcase_add_test(tc, numerically_stable_near_1e9);
+    tcase_add_test(tc, huge_value_does_not_poison_the_statistics);
+    tcase_add_test(tc, raw_contrib_and_learning);
+    tcase_add_test(tc, combine_modes);
+    tcase_add_test(tc, combined_z_matches_its_definition);
+    tcase_add_test(tc, false_alarms_do_not_grow_with_channels);
+    tcase_add_test(tc, frozen_baseline);
+    tcase_add_test(tc, frozen_constant_channel_is_named);
+    tcase_add_test(tc, new_extremes);
+    tcase_add_test(tc, tail_functions);
     tcase_add_test(tc, chained_after_a_detector);
     tcase_add_test(tc, option_errors);
     suite_add_tcase(s, tc);
