@@ -25,8 +25,8 @@
  * samples in a row, and at least alert_hold_time, were below it. Its end is the
  * last sample above alert_off. When the host calibrates (or alert_on is set), a
  * sample is flagged anomalous while an event is open and it is at or above
- * alert_off. Each such sample's contributions are normalised to shares that sum
- * to 1 and added up; the event names the alert_top channels with the largest sums.
+ * alert_off. The contributions of these samples are added up per channel; the
+ * event names the alert_top channels with the largest sums, with their shares.
  */
 #include "scoring.h"
 
@@ -248,20 +248,15 @@ static double s_likelihood(scoring *sc, double raw, double *level)
     return score;
 }
 
-/* Adds one sample's contributions, as shares summing to 1, to the event's sums. */
+/* Adds one sample's contributions to the event's sums: large contributions weigh
+ * more than the small ones of the samples that trail an excursion. */
 static void s_attribute(scoring *sc, const double *row)
 {
     if (!row)
         return;
-    double total = 0;
     for (size_t c = 0; c < sc->channels; c++)
         if (isfinite(row[c]) && row[c] > 0)
-            total += row[c];
-    if (!(total > 0) || !isfinite(total))
-        return;
-    for (size_t c = 0; c < sc->channels; c++)
-        if (isfinite(row[c]) && row[c] > 0)
-            sc->share_sum[c] += row[c] / total;
+            sc->share_sum[c] += row[c] < S_RAW_MAX ? row[c] : S_RAW_MAX;
 }
 
 /* Fills the event handed to sinks from the tracker. */
