@@ -60,6 +60,7 @@ typedef struct s_node_cfg {
     int64_t calibrate_warmup;
     double alert_on;
     double alert_off;
+    int64_t alert_delay;
     int64_t alert_hold;
     int64_t alert_hold_time;
     int64_t alert_top;
@@ -94,6 +95,8 @@ static const ew_option s_node_options[] = {
                     "with calibrate = none, the plugin's own flag)."),
     EW_OPTION_RANGE("alert_off", EW_OPT_DOUBLE, NULL, 0, 1, s_node_cfg, alert_off,
                     "Detectors: score below which an open event starts to close (default 0.6 x alert_on)."),
+    EW_OPTION_RANGE("alert_delay", EW_OPT_INT, "1", 1, 100000000, s_node_cfg, alert_delay,
+                    "Detectors: samples in a row at alert_on that open an event (an on-delay against lone spikes)."),
     EW_OPTION_RANGE("alert_hold", EW_OPT_INT, "10", 1, 100000000, s_node_cfg, alert_hold,
                     "Detectors: samples in a row below alert_off that close an event."),
     EW_OPTION_RANGE("alert_hold_time", EW_OPT_DURATION, "0", 0, 86400, s_node_cfg, alert_hold_time,
@@ -309,7 +312,7 @@ static int s_node(const config_section *sec, graph *g, config_error *err)
     }
     static const char *const detector_only[] = {"calibrate", "calibrate_window", "calibrate_average",
                                                 "calibrate_warmup", "alert_on", "alert_off",
-                                                "alert_hold", "alert_hold_time", "alert_top"};
+                                                "alert_delay", "alert_hold", "alert_hold_time", "alert_top"};
     for (size_t i = 0; i < sizeof detector_only / sizeof *detector_only; i++) {
         const config_entry *e = config_get(sec, detector_only[i]);
         if (e && kind != EW_KIND_DETECTOR) {
@@ -364,6 +367,7 @@ static int s_node(const config_section *sec, graph *g, config_error *err)
         .warmup = nc.calibrate_warmup,
         .alert_on = e_on ? nc.alert_on : NAN,
         .alert_off = e_off ? nc.alert_off : NAN,
+        .delay = nc.alert_delay,
         .hold = nc.alert_hold,
         .hold_ns = nc.alert_hold_time,
         .top = nc.alert_top,

@@ -19,13 +19,14 @@
  *
  * Flag and events follow the likelihood before the red-zone rule (the score
  * says when something became unusual; the flag and the event say for how long
- * it stays so): an event opens at the first sample whose level reaches
- * alert_on (with calibrate = none and alert_on unset, at the plugin's own flag),
- * stays open while samples are at or above alert_off, and closes once alert_hold
+ * it stays so): an event opens once alert_delay samples in a row reached
+ * alert_on (with calibrate = none and alert_on unset, the plugin's own flag)
+ * and starts at the first of them, stays open while samples are at or above
+ * alert_off (or flagged by the plugin), and closes once alert_hold
  * samples in a row, and at least alert_hold_time, were below it. Its end is the
- * last sample above alert_off. When the host calibrates (or alert_on is set), a
- * sample is flagged anomalous while an event is open and it is at or above
- * alert_off. The contributions of these samples are added up per channel; the
+ * last sample above alert_off. A sample is flagged anomalous while an event is
+ * open and the sample holds it (so a lone spike shorter than alert_delay is
+ * not flagged). The contributions of these samples are added up per channel; the
  * event names the alert_top channels with the largest sums, with their shares.
  */
 #include "scoring.h"
@@ -66,6 +67,7 @@ void scoring_settings_default(scoring_settings *s)
         .warmup = SCORING_DEFAULT_WARMUP,
         .alert_on = NAN,
         .alert_off = NAN,
+        .delay = SCORING_DEFAULT_DELAY,
         .hold = SCORING_DEFAULT_HOLD,
         .hold_ns = 0,
         .top = SCORING_DEFAULT_TOP,
@@ -99,6 +101,7 @@ struct scoring {
     uint64_t samples_active; /* samples from start to the last active one */
     uint64_t samples_since;  /* samples since the last active one */
     uint64_t below;          /* consecutive samples below alert_off */
+    uint64_t pending;        /* consecutive samples at alert_on while no event is open */
     double *share_sum;       /* per channel */
     ew_event_channel *top;   /* scratch for the event handed out */
 };
@@ -324,25 +327,42 @@ int scoring_apply(scoring *sc, size_t count, const int64_t *ts, ew_scores *out, 
             s = out->score[i];
             s = level = isnan(s) ? NAN : s < 0 ? 0 : s > 1 ? 1 : s;
         }
-        uint8_t flag = isnan(level) ? 0
-                       : use_level  ? level >= sc->set.alert_on || (sc->open && level >= sc->set.alert_off)
-                                    : out->anomaly[i] != 0;
-        out->score[i] = s;
-        out->anomaly[i] = flag;
-        if (isnan(level))
+        if (isnan(level)) {
+            out->score[i] = s;
+            out->anomaly[i] = 0;
             continue; /* learning or unscored: neither opens nor holds an event */
+        }
+        /* on: opens an event; keep: holds an open one (hysteresis). */
+        bool on = use_level ? level >= sc->set.alert_on : out->anomaly[i] != 0;
+        bool keep = use_level ? level >= sc->set.alert_off : on;
         const double *row = out->contrib ? out->contrib + i * out->contrib_channels : NULL;
+        out->score[i] = s;
+        out->anomaly[i] = 0;
         if (!sc->open) {
-            if (!flag)
+            if (!on) {
+                sc->pending = 0;
+                continue;
+            }
+            /* An event opens after alert_delay samples in a row at alert_on (an
+             * on-delay, as alarm management calls it): a lone spike opens none. */
+            if (sc->pending++ == 0) {
+                sc->start = sc->peak_ts = ts[i];
+                sc->peak = level;
+                memset(sc->share_sum, 0, sc->channels * sizeof *sc->share_sum);
+            } else if (level > sc->peak) {
+                sc->peak = level;
+                sc->peak_ts = ts[i];
+            }
+            s_attribute(sc, row);
+            if (sc->pending < (uint64_t)(sc->set.delay > 0 ? sc->set.delay : 1))
                 continue;
             sc->open = true;
-            sc->start = sc->last_active_ts = sc->peak_ts = ts[i];
-            sc->peak = level;
-            sc->samples_active = 1;
+            sc->pending = 0;
+            sc->last_active_ts = ts[i];
+            sc->samples_active = (uint64_t)(sc->set.delay > 0 ? sc->set.delay : 1);
             sc->samples_since = 0;
             sc->below = 0;
-            memset(sc->share_sum, 0, sc->channels * sizeof *sc->share_sum);
-            s_attribute(sc, row);
+            out->anomaly[i] = 1;
             if (events)
                 (*events)++;
             ew_event ev;
@@ -353,8 +373,8 @@ int scoring_apply(scoring *sc, size_t count, const int64_t *ts, ew_scores *out, 
             continue;
         }
         sc->samples_since++;
-        bool active = use_level ? level >= sc->set.alert_off : flag != 0;
-        if (active) {
+        if (keep) {
+            out->anomaly[i] = 1;
             sc->samples_active += sc->samples_since;
             sc->samples_since = 0;
             sc->last_active_ts = ts[i];

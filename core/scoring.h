@@ -25,6 +25,7 @@ typedef struct scoring_settings {
     int64_t warmup;         /* calibrate_warmup: averages seen before the first score */
     double alert_on;        /* an event opens at a score >= alert_on (also the anomaly flag) */
     double alert_off;       /* ... and closes once the score stays below alert_off */
+    int64_t delay;          /* alert_delay: samples in a row at alert_on that open an event */
     int64_t hold;           /* alert_hold: for this many samples */
     int64_t hold_ns;        /* alert_hold_time: and for at least this long */
     int64_t top;            /* alert_top: channels an event names */
@@ -36,6 +37,7 @@ typedef struct scoring_settings {
 #define SCORING_DEFAULT_WARMUP 300
 #define SCORING_DEFAULT_ALERT_ON 0.5
 #define SCORING_DEFAULT_ALERT_OFF 0.3
+#define SCORING_DEFAULT_DELAY 1
 #define SCORING_DEFAULT_HOLD 10
 #define SCORING_DEFAULT_TOP 3
 

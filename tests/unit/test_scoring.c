@@ -203,6 +203,38 @@ START_TEST(test_hysteresis_and_hold)
 }
 END_TEST
 
+/* alert_delay: a lone spike opens nothing; a run opens one event dated from its start. */
+START_TEST(test_on_delay)
+{
+    s_batch *b = s_new_batch(30);
+    static const double level[30] = {0, 0.9, 0, 0, 0.9, 0.9, 0, 0, 0, 0, 0.9, 0.9, 0.9, 0.9, 0};
+    for (size_t i = 0; i < 30; i++)
+        b->score[i] = level[i];
+    scoring_settings set;
+    scoring_settings_default(&set);
+    set.calibrate = SCORING_NONE;
+    set.alert_on = 0.5;
+    set.delay = 3;
+    set.hold = 2;
+    scoring *sc = scoring_new(&set, "det", S_CH, s_names, false);
+    s_events ev = {0};
+    uint64_t opened = 0;
+    ck_assert_int_eq(scoring_apply(sc, b->count, b->ts, &b->out, s_collect, &ev, &opened), 0);
+    ck_assert_uint_eq(opened, 1);
+    ck_assert_uint_eq(ev.n, 2);
+    ck_assert_int_eq(ev.ev[1].start, b->ts[10]);
+    ck_assert_int_eq(ev.ev[1].end, b->ts[13]);
+    ck_assert_uint_eq(ev.ev[1].samples, 4);
+    for (size_t i = 0; i < 12; i++)
+        ck_assert_uint_eq(b->anomaly[i], 0); /* pending samples are not flagged */
+    ck_assert_uint_eq(b->anomaly[12], 1);
+    ck_assert_uint_eq(b->anomaly[13], 1);
+    ck_assert_uint_eq(b->anomaly[14], 0);
+    scoring_destroy(&sc);
+    free(b);
+}
+END_TEST
+
 START_TEST(test_attribution_ranks_the_contributing_channel)
 {
     s_batch *b = s_new_batch(30);
@@ -320,6 +352,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_learning_and_missing_samples_are_not_scored);
     tcase_add_test(tc, test_auto_keeps_a_calibrated_plugin_score);
     tcase_add_test(tc, test_hysteresis_and_hold);
+    tcase_add_test(tc, test_on_delay);
     tcase_add_test(tc, test_attribution_ranks_the_contributing_channel);
     tcase_add_test(tc, test_finish_closes_an_open_event);
     tcase_add_test(tc, test_history_survives_a_restart);
