@@ -178,6 +178,33 @@ START_TEST(detects_a_frequency_change)
 }
 END_TEST
 
+/* A rhythm met long ago is new again once its contexts are forgotten (two eras
+ * of `forget` values later), and known forever with forget = 0. */
+START_TEST(contexts_are_forgotten_after_two_eras)
+{
+    enum { N = 9000, B = 1500, A = 7000 };
+    double *v = s_noise(N, 0.05, 11);
+    for (size_t i = 0; i < N; i++)
+        v[i] += 10 * sin(2 * M_PI * (double)i / (i < B || i >= A ? 48.0 : 12.0));
+    const char *forget[] = {"0", "2000"};
+    long first[2];
+    for (int k = 0; k < 2; k++) {
+        ew_harness *h = s_make(1, s_one, (const char *[]){"forget", forget[k], NULL});
+        s_process(h, N, v);
+        const uint8_t *flag = ew_harness_flags(h);
+        ck_assert_msg(s_first_flag(flag, B, B + 48) >= 0, "forget = %s: change at %d missed",
+                      forget[k], B);
+        /* The junction itself makes new contexts either way: look past it (and
+         * past the rest it starts). */
+        first[k] = s_first_flag(flag, A + 40, A + 240);
+        ew_harness_destroy(&h);
+    }
+    ck_assert_msg(first[0] == -1, "forget = 0: the old rhythm flagged at %ld", first[0]);
+    ck_assert_msg(first[1] >= A, "forget = 2000: the forgotten rhythm was not flagged");
+    free(v);
+}
+END_TEST
+
 /* After an alarm the next `rest` samples score 0, spikes included; then the
  * detector alarms again. */
 START_TEST(rest_after_an_alarm)
@@ -387,6 +414,7 @@ int main(void)
     tcase_add_test(tc, detects_a_spike);
     tcase_add_test(tc, detects_a_level_shift);
     tcase_add_test(tc, detects_a_frequency_change);
+    tcase_add_test(tc, contexts_are_forgotten_after_two_eras);
     tcase_add_test(tc, rest_after_an_alarm);
     tcase_add_test(tc, score_is_one_half_at_threshold);
     tcase_add_test(tc, channels_score_apart_and_combine_by_max);
