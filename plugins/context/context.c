@@ -11,17 +11,17 @@
  *  - a rolling z-score: |x - mean| / sd over the previous `window` values;
  *  - a new-extreme rule: once `settle` values are in, x beyond the running
  *    minimum or maximum by more than `extreme_margin` of the range seen so
- *    far is as unusual as anything can be (z_cap);
+ *    far (cut back to the last era's when that spans less than half of
+ *    it) is as unusual as anything can be (z_cap);
  *  - a context-novelty test, after Smirnov's contextual anomaly detector
  *    (CAD OSE, NAB 2016): x is quantised into `bins` levels of the running
  *    range; the last `context` levels followed by x's level form a context;
  *    a context not met in the last one to two eras of `forget` values is a
- *    novelty. Novelties are common in noisy
- *    data and rare in regular data, so the test is a binomial z of the
- *    novelty rate of the last `short` values against the rate of the last
- *    `window` values: a burst of new contexts (a changed shape, frequency or
- *    rhythm; at least two new contexts) stands out however noisy the channel
- *    normally is.
+ *    novelty. Novelties are common in noisy data and rare in regular data,
+ *    so the test is a binomial z of the novelty rate of the last `short`
+ *    values against the rate of the last `window` values: a burst of new
+ *    contexts (a changed shape, frequency or rhythm; at least two of them)
+ *    stands out however noisy the channel normally is.
  * The channel's statistic is the largest of the three z, at most z_cap; the
  * sample's is the largest over channels (raw), each channel's its contrib.
  * score = z^2 / (z^2 + threshold^2): 0.5 at the threshold, comparable across
@@ -54,6 +54,9 @@
  * context alone would stand 13 sd above the usual rate, and noise near a level
  * boundary makes one now and then (NAB: 64.44 with 2, 64.66 with 1). */
 #define S_MIN_NOVELTIES 2
+/* The running range is cut back to the last era's when that spans less than
+ * this share of it (a glitch, or a channel that has settled down). */
+#define S_RANGE_SHRINK 0.5
 /* Most context bits a channel may hold (bins^(context+1)): 128 KiB. */
 #define S_MAX_CONTEXTS (1u << 20)
 
@@ -75,7 +78,8 @@ typedef struct s_channel {
     size_t column;      /* index in the input row */
     uint64_t seen;      /* usable values so far */
     ewp_rollvar rv;     /* the z-score window */
-    double lo, hi;      /* running range of every usable value */
+    double lo, hi;      /* running range (cut back to the last era's, see S_RANGE_SHRINK) */
+    double era_lo[2], era_hi[2]; /* range of each era's own values */
     uint32_t ctx;       /* the last `context` levels, base `bins` */
     uint8_t *known;     /* two bitmaps of contexts met: the current and the previous era */
     int era;            /* which of the two is current */
@@ -202,8 +206,8 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
             continue;
         s_channel *ch = &z->ch[z->nch++];
         ch->column = c;
-        ch->lo = INFINITY;
-        ch->hi = -INFINITY;
+        ch->lo = ch->era_lo[0] = ch->era_lo[1] = INFINITY;
+        ch->hi = ch->era_hi[0] = ch->era_hi[1] = -INFINITY;
         ch->known = calloc(2 * z->map_bytes, 1);
         ch->era_left = (uint64_t)cfg->forget;
         ch->novel = calloc((size_t)cfg->window, 1);
@@ -290,6 +294,17 @@ static double s_novelty_z(const context *z, s_channel *ch, double x, bool score)
     if (cfg->forget > 0 && --ch->era_left == 0) {
         ch->era = 1 - ch->era;
         memset(ch->known + (size_t)ch->era * z->map_bytes, 0, z->map_bytes);
+        /* The range forgets too, when the last era's values span less than half
+         * of it: one glitch would otherwise widen it for ever, crowding every
+         * later value into one level and hiding new extremes. A range that
+         * merely breathes is kept, as moving the levels makes new contexts. */
+        double last_lo = ch->era_lo[1 - ch->era], last_hi = ch->era_hi[1 - ch->era];
+        if (last_hi - last_lo < S_RANGE_SHRINK * (ch->hi - ch->lo)) {
+            ch->lo = last_lo;
+            ch->hi = last_hi;
+        }
+        ch->era_lo[ch->era] = INFINITY;
+        ch->era_hi[ch->era] = -INFINITY;
         ch->era_left = (uint64_t)cfg->forget;
     }
 
@@ -339,6 +354,10 @@ static double s_channel_z(const context *z, s_channel *ch, double x)
         ch->lo = x;
     if (x > ch->hi)
         ch->hi = x;
+    if (x < ch->era_lo[ch->era])
+        ch->era_lo[ch->era] = x;
+    if (x > ch->era_hi[ch->era])
+        ch->era_hi[ch->era] = x;
     double zn = s_novelty_z(z, ch, x, scored && settled);
     if (zn > zc && scored)
         zc = zn;

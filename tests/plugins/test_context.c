@@ -205,6 +205,27 @@ START_TEST(contexts_are_forgotten_after_two_eras)
 }
 END_TEST
 
+/* A glitch of 1e6 widens the range only until an era's values span less than
+ * half of it: afterwards a level shift of 6 sd (z below the threshold) is a
+ * new extreme again, not a value deep inside a range of a million. */
+START_TEST(a_glitch_is_forgotten)
+{
+    enum { N = 6000, AT = 5000 };
+    double *v = s_noise(N, 1, 12);
+    v[500] = 1e6;
+    for (size_t i = AT; i < N; i++)
+        v[i] += 6;
+    ew_harness *h = s_make(1, s_one, (const char *[]){"forget", "1000", NULL});
+    s_process(h, N, v);
+    ck_assert(ew_harness_flags(h)[500] == 1);
+    /* The first shifted value is a new extreme (the largest statistic): it is
+     * not flagged here only because a record of the noise at 4978 began a rest. */
+    ck_assert_msg(ew_harness_raw(h)[AT] == 1000, "raw %g", ew_harness_raw(h)[AT]);
+    free(v);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
 /* After an alarm the next `rest` samples score 0, spikes included; then the
  * detector alarms again. */
 START_TEST(rest_after_an_alarm)
@@ -415,6 +436,7 @@ int main(void)
     tcase_add_test(tc, detects_a_level_shift);
     tcase_add_test(tc, detects_a_frequency_change);
     tcase_add_test(tc, contexts_are_forgotten_after_two_eras);
+    tcase_add_test(tc, a_glitch_is_forgotten);
     tcase_add_test(tc, rest_after_an_alarm);
     tcase_add_test(tc, score_is_one_half_at_threshold);
     tcase_add_test(tc, channels_score_apart_and_combine_by_max);
