@@ -72,7 +72,10 @@ class ContextTest(ewtest.EdgewatchTest):
         self.assertTrue(after, "the change of rhythm at %d was not flagged: %s" % (RHYTHM, flagged))
         others = [i for i in flagged if i != SPIKE and not RHYTHM <= i < RHYTHM + 200]
         self.assertLessEqual(len(others), 6, "alarms elsewhere: %s" % others)
-        for line in lines:
+        # The first 100 rows (warmup) are learning: written with no score.
+        self.assertEqual([i for i, line in enumerate(lines) if line["score"] is None],
+                         list(range(100)))
+        for line in lines[100:]:
             self.assertTrue(0 <= line["score"] <= 1)
 
     def test_check_refuses_too_many_contexts(self):
