@@ -42,9 +42,11 @@ int main(int argc, char **argv)
     char(*names)[16] = calloc(nch, sizeof *names);
     const char **namep = calloc(nch, sizeof *namep);
     ewp_rng *rng = malloc(sizeof *rng);
+    int rc = 1;
+    ew_harness *h = NULL;
     if (!values || !ts || !names || !namep || !rng) {
         fprintf(stderr, "out of memory\n");
-        return 1;
+        goto cleanup;
     }
     ewp_rng_seed(rng, 42);
     for (size_t i = 0; i < S_ROWS; i++)
@@ -55,8 +57,7 @@ int main(int argc, char **argv)
         snprintf(names[c], sizeof names[c], "c%zu", c);
         namep[c] = names[c];
     }
-    int rc = 1;
-    ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);
+    h = ew_harness_new(ew_plugin_entry(), NULL);
     if (!h || ew_harness_input(h, nch, namep) != EW_OK || ew_harness_init(h) != EW_OK) {
         fprintf(stderr, "init: %s\n", h ? ew_harness_error(h) : "out of memory");
         goto cleanup;

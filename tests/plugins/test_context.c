@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A detector over `names` with options (NULL-terminated pairs), initialised. */
 static ew_harness *s_make(size_t nch, const char *const *names, const char *const *kv)
@@ -277,7 +278,7 @@ START_TEST(channels_score_apart_and_combine_by_max)
 {
     enum { N = 3000, AT = 2500 };
     double *a = s_noise(N, 1, 6), *b = s_noise(N, 1, 7);
-    double *v = malloc(2 * N * sizeof *v);
+    double *v = malloc((size_t)2 * N * sizeof *v);
     for (size_t i = 0; i < N; i++) {
         v[2 * i] = a[i];
         v[2 * i + 1] = 100 + 5 * b[i];
@@ -345,11 +346,16 @@ END_TEST
 static long s_rss_kib(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
-    long pages = 0, rss = 0;
+    char line[128] = "";
     ck_assert(f);
-    ck_assert_int_eq(fscanf(f, "%ld %ld", &pages, &rss), 2);
+    ck_assert(fgets(line, sizeof line, f) != NULL);
     fclose(f);
-    return rss * 4;
+    /* "size resident shared ...", in pages. */
+    char *end;
+    strtol(line, &end, 10);
+    long rss = strtol(end, &end, 10);
+    ck_assert(rss > 0);
+    return rss * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
 START_TEST(memory_is_bounded)
