@@ -51,8 +51,8 @@
 #define S_HIST_CLAMP 10.0
 /* The red zone (tail <= 1e-5, score 0.5) and the yellow tail (1e-3, score 0.3)
  * that repeated red samples are reported as. */
-#define S_LN_RED -11.512925464970229
-#define S_LN_YELLOW -6.907755278982137
+#define S_LN_RED (-11.512925464970229)
+#define S_LN_YELLOW (-6.907755278982137)
 /* ln(1e10): the tail at which the score reaches 1. */
 #define S_LN_TAIL_FULL 23.025850929940457
 #define S_SAVE_MAGIC "EWCAL001"

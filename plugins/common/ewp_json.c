@@ -251,7 +251,7 @@ char *ewp_json_event(const ew_event *ev, const char *prefix, size_t *len, char *
     char **names = calloc(ev->n_channels ? ev->n_channels : 1, sizeof *names);
     bool ok = node && names;
     /* The fixed text (under 160 bytes), two integers, four timestamps, two numbers. */
-    size_t bound = 256 + strlen(prefix) + 4 * (EWP_TIME_BUFSIZE + 2) + 2 * EWP_NUM_BUFSIZE;
+    size_t bound = 256 + strlen(prefix) + (size_t)4 * (EWP_TIME_BUFSIZE + 2) + (size_t)2 * EWP_NUM_BUFSIZE;
     if (node)
         bound += strlen(node);
     for (size_t c = 0; ok && c < ev->n_channels; c++) {

@@ -420,7 +420,7 @@ static size_t s_payload_size(const pca_model *m, const char *const *names)
     size_t size = S_HEAD + 2 * 4;
     for (size_t c = 0; c < nch; c++)
         size += 4 + strlen(names[c]);
-    size += 8 * (2 * d + k + d * k + 3) + 2 * 8 + 8 * (2 + 2 * nch) + 4;
+    size += (size_t)8 * (2 * d + k + d * k + 3) + (size_t)2 * 8 + (size_t)8 * (2 + 2 * nch) + 4;
     return size;
 }
 
