@@ -1,6 +1,6 @@
 """The example pipelines in configs/ stay valid: `edgewatch check` accepts every
 one of them (plugins found, options and graph valid), and the demo (all three
-detectors) runs, serves /health, prints alerts and stops cleanly on SIGTERM."""
+detectors) runs, serves /health, prints alert events and stops cleanly on SIGTERM, closing every open event."""
 
 import glob
 import json
@@ -36,14 +36,19 @@ class ConfigsTest(ewtest.EdgewatchTest):
         while time.monotonic() < deadline and not proc.stdout().strip():
             time.sleep(0.2)
         self.assertEqual(self.stop(proc, signal.SIGTERM), ewtest.EXIT_OK, proc.output())
-        alerts = [json.loads(line) for line in proc.stdout().splitlines()]
-        self.assertGreater(len(alerts), 0, "the demo printed no alert in 30 s\n" + proc.output())
-        extra = {"pump_z": "z", "pump_if": "path_length", "pump_ae": "reconstruction_error"}
-        for alert in alerts:
-            self.assertTrue(alert["anomaly"])
-            self.assertIn(alert["node"], extra)
-            self.assertEqual(set(alert["values"]),
-                             {"temperature", "pressure", "vibration", extra[alert["node"]]})
+        events = [json.loads(line) for line in proc.stdout().splitlines()]
+        self.assertGreater(len(events), 0, "the demo printed no event in 30 s\n" + proc.output())
+        channels = {"temperature", "pressure", "vibration"}
+        for ev in events:
+            self.assertIn(ev["event"], ("open", "closed"), ev)
+            self.assertIn(ev["node"], ("pump_z", "pump_if", "pump_ae"), ev)
+            self.assertNotIn("values", ev, "the demo prints events, not samples")
+            self.assertTrue(ev["channels"], ev)
+            self.assertLessEqual({c["name"] for c in ev["channels"]}, channels, ev)
+        # Every event still open at the stop was closed and printed.
+        opened = {(e["node"], e["id"]) for e in events if e["event"] == "open"}
+        closed = {(e["node"], e["id"]) for e in events if e["event"] == "closed"}
+        self.assertEqual(opened, closed, events)
         self.assertIn("pipeline demo stopped cleanly", proc.stderr())
 
 
