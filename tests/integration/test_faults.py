@@ -29,6 +29,28 @@ class FaultTest(ewtest.EdgewatchTest):
     def config(self, body, **pipeline):
         return self.write_config(self.pipeline(plugin_path=FLAKY, **pipeline) + body)
 
+    def test_a_return_code_the_sdk_does_not_allow_fails_the_node(self):
+        # EW_EINVAL (-6) and a positive value from consume used to end the sink's
+        # loop quietly: upstream then blocked for ever while /health said ok.
+        for code in (-6, 1):
+            with self.subTest(code=code):
+                path = self.config("""
+[source.gen]
+plugin = flaky
+count = 100000
+
+[sink.out]
+plugin = flaky
+input = gen
+fatal_after = 3
+return_code = %d
+""" % code)
+                proc = self.start("run", path)
+                self.assertEqual(self.wait_exit(proc, 30), ewtest.EXIT_RUNTIME, proc.output())
+                err = proc.stderr()
+                self.assertIn("plugin fault: consume returned %d, a code the SDK does not allow" % code, err)
+                self.assertIn("[out] finished (failed)", err)
+
     def test_only_events_on_a_sink_without_events_is_refused(self):
         path = self.write_config(self.pipeline(plugin_path="%s:%s" % (FLAKY, ewtest.PLUGIN_PATH)) + """
 [source.gen]
