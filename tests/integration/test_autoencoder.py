@@ -80,12 +80,13 @@ input = ae
             self.assertTrue(0 <= r["score"] <= 1)
 
 
-    def _replay(self, csv_path, name, extra="", model=""):
+    def _replay(self, csv_path, name, extra="", model="", train_samples=1000):
         """Runs csv -> autoencoder -> jsonl once; returns the output's bytes and
         the process (for its log)."""
         out = os.path.join(self.tmp, name + ".jsonl")
         cfg = self.write_config(self.pipeline() + peer.pipeline_body(
-            csv_path, out, extra=extra, model=model), name=name + ".ini")
+            csv_path, out, extra=extra, model=model, train_samples=train_samples),
+            name=name + ".ini")
         proc = self.start("run", cfg)
         rc = self.wait_exit(proc, 240)
         data = b""
@@ -96,24 +97,25 @@ input = ae
 
     def test_replay_is_byte_identical_with_default_options(self):
         # Default options: background training, auto window and layers. The
-        # model is applied at a sample fixed by the data (the 1000th complete
-        # window + 1 + train_delay = 100), whatever the thread's timing.
+        # model is applied at a sample fixed by the data (the train_samples-th
+        # complete window + 1 + train_delay), whatever the thread's timing.
         csv_path = os.path.join(self.tmp, "in.csv")
         peer.write_correlated_csv(csv_path, 3000, seed=8, breaks={2500})
         outputs = []
         for run in range(2):
             shutil.rmtree(self.state_dir, ignore_errors=True)
-            rc, data, proc = self._replay(csv_path, "run%d" % run)
+            rc, data, proc = self._replay(csv_path, "run%d" % run, train_samples=None)
             self.assertEqual(rc, ewtest.EXIT_OK, proc.output())
             outputs.append(data)
         self.assertEqual(outputs[0], outputs[1])
         recs = [json.loads(line) for line in outputs[0].decode().splitlines()]
         self.assertEqual(len(recs), 3000)
-        # window = auto: 6 samples per window for 3 channels, so the 1000th
-        # window ends at sample 1004 and its model scores from 1105 on.
+        # window = auto: 3 samples per window for 3 channels, so the 400th
+        # window (train_samples) ends at sample 401 and its model scores from
+        # 401 + 1 + 10 = 412 on.
         errs = peer.errors(recs)
-        self.assertTrue(all(e is None for e in errs[:1105]), errs[1100:1110])
-        self.assertTrue(all(e is not None for e in errs[1105:]), errs[1100:1110])
+        self.assertTrue(all(e is None for e in errs[:412]), errs[408:416])
+        self.assertTrue(all(e is not None for e in errs[412:]), errs[408:416])
         self.assertTrue(recs[2500]["anomaly"])
 
     def test_changed_layers_behind_a_saved_model(self):
