@@ -110,12 +110,12 @@ input = ae
         self.assertEqual(outputs[0], outputs[1])
         recs = [json.loads(line) for line in outputs[0].decode().splitlines()]
         self.assertEqual(len(recs), 3000)
-        # window = auto: 3 samples per window for 3 channels, so the 400th
-        # window (train_samples) ends at sample 401 and its model scores from
-        # 401 + 1 + 10 = 412 on.
+        # window = auto: 8 samples per window for 3 channels, so the 400th
+        # window (train_samples) ends at sample 406 and its model scores from
+        # 406 + 1 + 10 = 417 on.
         errs = peer.errors(recs)
-        self.assertTrue(all(e is None for e in errs[:412]), errs[408:416])
-        self.assertTrue(all(e is not None for e in errs[412:]), errs[408:416])
+        self.assertTrue(all(e is None for e in errs[:417]), errs[413:421])
+        self.assertTrue(all(e is not None for e in errs[417:]), errs[413:421])
         self.assertTrue(recs[2500]["anomaly"])
 
     def test_changed_layers_behind_a_saved_model(self):
@@ -147,7 +147,9 @@ input = ae
         self.assertEqual(rc, ewtest.EXIT_OK, proc.output())
         self.assertIn("loaded model.bin", proc.stderr())
         errs = peer.errors([json.loads(line) for line in data.decode().splitlines()])
-        self.assertTrue(all(e is not None for e in errs[5:]))
+        # Scored from the first complete window (window = auto: 8 samples).
+        self.assertIsNone(errs[6])
+        self.assertTrue(all(e is not None for e in errs[7:]))
 
 
 if __name__ == "__main__":

@@ -399,8 +399,8 @@ START_TEST(retrain_follows_a_lasting_change)
 }
 END_TEST
 
-/* window = 0 and layers = auto: one channel gets 8-sample windows and a
- * 6-wide bottleneck, narrower than its input, so no identity is learnt. A
+/* window = 0 and layers = auto: one channel gets 24-sample windows and an
+ * 18-wide bottleneck, narrower than its input, so no identity is learnt. A
  * single channel leaves calibration to the host's likelihood stage. */
 START_TEST(auto_window_and_layers)
 {
@@ -416,18 +416,18 @@ START_TEST(auto_window_and_layers)
         v[i] = sin(0.3 * (double)i);
     s_process(h, N, v);
     ck_assert(!ew_harness_learning(h));
-    /* 7 samples fill the first window, 300 windows are learnt. */
+    /* 23 samples fill the first window, 300 windows are learnt. */
     for (size_t i = 0; i < N; i++)
-        ck_assert_msg(ew_harness_learning_flags(h)[i] == (i < 307), "sample %zu", i);
+        ck_assert_msg(ew_harness_learning_flags(h)[i] == (i < 323), "sample %zu", i);
     ck_assert(!ew_harness_score_calibrated(h));
     ew_harness_destroy(&h);
     void *data;
     size_t len;
     ck_assert_int_eq(s_read_payload(state, &data, &len), 0);
     const unsigned char *p = data;
-    ck_assert_uint_eq(p[16], 8); /* window */
-    ck_assert_uint_eq(p[24], 1); /* one encoder layer */
-    ck_assert_uint_eq(p[32], 6); /* of width 6 */
+    ck_assert_uint_eq(p[16], 24); /* window */
+    ck_assert_uint_eq(p[24], 1);  /* one encoder layer */
+    ck_assert_uint_eq(p[32], 18); /* of width 18 */
     free(data);
     ptest_tmpdir_free(state);
 }
