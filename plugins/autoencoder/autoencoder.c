@@ -697,7 +697,7 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
     }
     /* Measured (README, "Calibration"): on several channels the error against
      * the limit learnt from normal operation is the better verdict (TEP: 0.776
-     * mean detection at 6.3 % false alarms, against 0.242 for the host's
+     * mean detection at 6.3 % false alarms, against 0.226 for the host's
      * likelihood, which adapts to a lasting fault and stops flagging it); on a
      * single channel the host's likelihood is (NAB standard 58.5 against 0.8:
      * a lone series drifts away from any limit learnt at the start). */
