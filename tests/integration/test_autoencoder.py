@@ -110,12 +110,12 @@ input = ae
         self.assertEqual(outputs[0], outputs[1])
         recs = [json.loads(line) for line in outputs[0].decode().splitlines()]
         self.assertEqual(len(recs), 3000)
-        # window = auto: 8 samples per window for 3 channels, so the 400th
-        # window (train_samples) ends at sample 406 and its model scores from
-        # 406 + 1 + 10 = 417 on.
+        # window = auto: 8 samples per window for 3 channels, so the 500th
+        # window (train_samples) ends at sample 506 and its model scores from
+        # 506 + 1 + 10 = 517 on.
         errs = peer.errors(recs)
-        self.assertTrue(all(e is None for e in errs[:417]), errs[413:421])
-        self.assertTrue(all(e is not None for e in errs[417:]), errs[413:421])
+        self.assertTrue(all(e is None for e in errs[:517]), errs[513:521])
+        self.assertTrue(all(e is not None for e in errs[517:]), errs[513:521])
         self.assertTrue(recs[2500]["anomaly"])
 
     def test_changed_layers_behind_a_saved_model(self):
