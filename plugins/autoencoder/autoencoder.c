@@ -450,7 +450,7 @@ static int s_finish_job(autoencoder *a)
 }
 
 /* Abandons the running training because the pipeline stops; a first model is
- * collected again at the next start. */
+ * collected again at the next start (not in this run, which is ending). */
 static void s_abandon(autoencoder *a)
 {
     bool initial = a->job->initial;
@@ -461,10 +461,6 @@ static void s_abandon(autoencoder *a)
                  (double)EWP_STOP_GRACE_NS / 1e9,
                  initial ? "nothing saved, the model is learnt again at the next start"
                          : "the model in use is kept");
-    if (initial) {
-        a->ntrain = 0;
-        a->train = malloc((size_t)a->cfg->train_samples * a->d * sizeof *a->train);
-    }
 }
 
 /* Waits for the job to finish; when the pipeline stops meanwhile, waits at most
