@@ -766,6 +766,7 @@ static int s_bench(size_t train_n, size_t score_n)
     }
     ew_harness *h = ew_harness_new(ew_plugin_entry(), state);
     ew_harness_input(h, 8, names);
+    ew_harness_option(h, "window", "1");
     ew_harness_option(h, "layers", "6, 3");
     ew_harness_option(h, "train_samples", tn);
     ew_harness_option(h, "background", "false");
