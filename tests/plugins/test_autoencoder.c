@@ -207,6 +207,43 @@ START_TEST(learns_correlation_and_flags_a_break)
 }
 END_TEST
 
+/* contrib names the channels that broke: two independent pairs (a = -b,
+ * c = -d); a sample where only c leaves its pair puts most of its error on
+ * c and d, and the four contributions still add up to the raw error. */
+START_TEST(contrib_points_at_the_broken_pair)
+{
+    const char *const abcd[] = {"a", "b", "c", "d"};
+    ew_harness *h = s_make(NULL, 4, abcd,
+                           (const char *[]){"window", "1", "layers", "2", "train_samples", "1000",
+                                            "epochs", "80", "patience", "80", "background",
+                                            "false", NULL});
+    ewp_rng rng;
+    ewp_rng_seed(&rng, 61);
+    enum { N = 1001 };
+    double *v = malloc(N * 4 * sizeof *v);
+    for (size_t i = 0; i < N; i++) {
+        double u = 2 * ewp_rng_uniform(&rng) - 1, w = 2 * ewp_rng_uniform(&rng) - 1;
+        v[4 * i] = u + 0.02 * ewp_rng_normal(&rng);
+        v[4 * i + 1] = -u + 0.02 * ewp_rng_normal(&rng);
+        v[4 * i + 2] = w + 0.02 * ewp_rng_normal(&rng);
+        v[4 * i + 3] = -w + 0.02 * ewp_rng_normal(&rng);
+    }
+    s_process(h, 1000, v);
+    ck_assert(!ew_harness_learning(h));
+    /* a and b on their line, c = d = 0.7 (c should be -0.7). */
+    double brk[4] = {0.5, -0.5, 0.7, 0.7};
+    s_process(h, 1, brk);
+    const double *raw = ew_harness_raw(h), *contrib = ew_harness_contrib(h);
+    ck_assert(ew_harness_flags(h)[0] == 1);
+    double pair_cd = contrib[2] + contrib[3], pair_ab = contrib[0] + contrib[1];
+    ck_assert_msg(pair_cd > 4 * pair_ab, "contrib %g %g %g %g", contrib[0], contrib[1], contrib[2],
+                  contrib[3]);
+    ck_assert_double_eq_tol(pair_ab + pair_cd, raw[0], 1e-12 * (1 + raw[0]));
+    free(v);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
 /* Same data and seed: bit-identical scores and model files; another seed differs. */
 START_TEST(deterministic)
 {
@@ -826,6 +863,7 @@ int main(int argc, char **argv)
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_add_test(tc, descriptor_and_schema);
     tcase_add_test(tc, learns_correlation_and_flags_a_break);
+    tcase_add_test(tc, contrib_points_at_the_broken_pair);
     tcase_add_test(tc, deterministic);
     tcase_add_test(tc, window_over_time);
     tcase_add_test(tc, early_stopping);
