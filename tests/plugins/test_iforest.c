@@ -67,12 +67,13 @@ static void s_wait_ready(ew_harness *h, size_t nch)
     ck_assert_msg(!ew_harness_learning(h), "the model was not ready within 60 s");
 }
 
-/* A trained 2-channel detector (train_samples 500, 50 trees, seed as given). */
+/* A trained 2-channel detector (train_samples 500, 50 trees, seed as given, no
+ * retraining). */
 static ew_harness *s_trained(const char *state_dir, const char *seed)
 {
     ew_harness *h = s_make(state_dir, 2, s_two,
                            (const char *[]){"train_samples", "500", "trees", "50", "seed", seed,
-                                            NULL},
+                                            "retrain_every", "0", NULL},
                            NULL);
     double *train = s_normal(500, 2, 7);
     s_process(h, 500, train);
@@ -125,12 +126,20 @@ START_TEST(learning_state_then_ready)
     ck_assert(ew_harness_learning(h));
     double *train = s_normal(500, 2, 7);
     s_process(h, 500, train);
-    /* While the forest is pending: score 0, no anomaly, no path length. */
+    /* While the forest is pending: marked learning, score 0, no anomaly, no
+     * path length, no raw statistic. */
     for (size_t i = 0; i < 500; i++) {
         ck_assert(ew_harness_scores(h)[i] == 0 && ew_harness_flags(h)[i] == 0);
-        ck_assert(isnan(ew_harness_extra(h)[i]));
+        ck_assert(isnan(ew_harness_extra(h)[i]) && isnan(ew_harness_raw(h)[i]));
+        ck_assert_uint_eq(ew_harness_learning_flags(h)[i], 1);
     }
-    s_wait_ready(h, 2);
+    /* The first forest scores from the next sample on: the stream waits for it. */
+    s_process(h, 10, train);
+    ck_assert(!ew_harness_learning(h));
+    for (size_t i = 0; i < 10; i++) {
+        ck_assert_uint_eq(ew_harness_learning_flags(h)[i], 0);
+        ck_assert(isfinite(ew_harness_raw(h)[i]) && ew_harness_scores(h)[i] > 0);
+    }
     ck_assert_uint_eq(ew_harness_counter(h, "iforest_trainings"), 1);
     char path[512];
     snprintf(path, sizeof path, "%s/test/forest.bin", dir);
@@ -211,7 +220,9 @@ START_TEST(persistence_round_trip)
     ew_harness_destroy(&h);
     /* A restart: ready at once, the same scores from the first sample. */
     h = s_make(dir, 2, s_two,
-               (const char *[]){"train_samples", "500", "trees", "50", "seed", "3", NULL}, NULL);
+               (const char *[]){"train_samples", "500", "trees", "50", "seed", "3", "retrain_every",
+                                "0", NULL},
+               NULL);
     ck_assert(!ew_harness_learning(h));
     double *after = s_scores_of(h, n, rows);
     ck_assert(memcmp(before, after, n * sizeof *before) == 0);
@@ -251,7 +262,9 @@ START_TEST(corrupt_state_is_moved_aside_and_relearnt)
     fseek(f, 200, SEEK_SET);
     fputc(c ^ 0x55, f);
     fclose(f);
-    h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "500", "trees", "50", NULL}, NULL);
+    h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "500", "trees", "50",
+                                              "retrain_every", "0", NULL},
+               NULL);
     ck_assert(ew_harness_learning(h));
     ck_assert_uint_ge(ew_harness_logged(h, EW_LOG_WARN), 1);
     ck_assert_int_eq(s_count_files(folder, ".corrupt-"), 1);
@@ -265,19 +278,49 @@ START_TEST(corrupt_state_is_moved_aside_and_relearnt)
 }
 END_TEST
 
-START_TEST(saved_model_of_other_channels_is_relearnt)
+/* A saved model records its channels and the options that shaped it: another
+ * set is refused at start, naming what changed and what to do, or relearnt
+ * with on_model_mismatch = retrain. */
+START_TEST(saved_model_of_other_settings_is_refused_or_relearnt)
 {
     char *dir = ptest_tmpdir("ew-iforest");
     ew_harness *h = s_trained(dir, "1");
     ew_harness_destroy(&h);
-    h = s_make(dir, 3, s_three, (const char *[]){"train_samples", "500", NULL}, NULL);
+    int rc;
+    const char *const same[] = {"train_samples", "500", "trees", "50", "seed", "1",
+                                "retrain_every", "0", NULL};
+    h = s_make(dir, 3, s_three, same, &rc);
+    ck_assert_int_ne(rc, EW_OK);
+    const char *err = ew_harness_error(h);
+    ck_assert_msg(strstr(err, "channels (saved a,b; now a,b,c)") &&
+                      strstr(err, "delete the node's state folder") &&
+                      strstr(err, "on_model_mismatch = retrain"),
+                  "%s", err);
+    ew_harness_destroy(&h);
+    /* Same count, other order: refused too. */
+    h = s_make(dir, 2, (const char *[]){"b", "a"}, same, &rc);
+    ck_assert_int_ne(rc, EW_OK);
+    ck_assert_msg(strstr(ew_harness_error(h), "channels (saved a,b; now b,a)"), "%s",
+                  ew_harness_error(h));
+    ew_harness_destroy(&h);
+    /* An option that shapes the forest. */
+    h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "500", "trees", "60", "seed", "1",
+                                              "retrain_every", "0", NULL}, &rc);
+    ck_assert_int_ne(rc, EW_OK);
+    ck_assert_msg(strstr(ew_harness_error(h), "trees (saved 50, now 60)"), "%s",
+                  ew_harness_error(h));
+    ew_harness_destroy(&h);
+    /* An option that does not (retrain_every, threshold): loaded. */
+    h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "500", "trees", "50", "seed", "1",
+                                              "retrain_every", "300", "threshold", "0.7", NULL},
+               NULL);
+    ck_assert(!ew_harness_learning(h));
+    ew_harness_destroy(&h);
+    /* on_model_mismatch = retrain: a warning, then learnt anew. */
+    h = s_make(dir, 3, s_three, (const char *[]){"train_samples", "500", "on_model_mismatch",
+                                                "retrain", NULL}, NULL);
     ck_assert(ew_harness_learning(h));
     ck_assert_uint_ge(ew_harness_logged(h, EW_LOG_WARN), 1);
-    ew_harness_destroy(&h);
-    /* Same count, other names: also another model. */
-    h = s_make(dir, 2, (const char *[]){"a", "x"}, (const char *[]){"train_samples", "500", NULL},
-               NULL);
-    ck_assert(ew_harness_learning(h));
     ew_harness_destroy(&h);
     s_rmtree(dir);
 }
@@ -422,7 +465,7 @@ START_TEST(hostile_model_files_are_rejected)
         uint32_t value; /* with this u32 */
     } cases[] = {
         {"bad magic", "bad magic", 0, 0x41414141},
-        {"future version", "version", 8, 3},
+        {"future version", "version", 8, 4},
         {"unknown flag", "flags", 12, 4},
         {"huge tree count", "truncated", 20, 1000000},
         {"huge node count", "claims", 48, 0x7fffffff},
@@ -511,7 +554,8 @@ START_TEST(contamination_sets_the_quantile)
 {
     char *dir = ptest_tmpdir("ew-iforest");
     ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "1000",
-                                                          "contamination", "0.1", NULL}, NULL);
+                                                          "contamination", "0.1",
+                                                          "retrain_every", "0", NULL}, NULL);
     double *train = s_normal(1000, 2, 11);
     s_process(h, 1000, train);
     s_wait_ready(h, 2);
@@ -523,7 +567,7 @@ START_TEST(contamination_sets_the_quantile)
     ew_harness_destroy(&h);
     /* The learnt threshold is saved with the model. */
     h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "1000", "contamination", "0.1",
-                                              NULL}, NULL);
+                                              "retrain_every", "0", NULL}, NULL);
     s_process(h, 1000, train);
     size_t again = 0;
     for (size_t i = 0; i < 1000; i++)
@@ -609,7 +653,7 @@ START_TEST(retrained_forests_are_saved_at_most_once_a_minute)
                                                           "false", NULL},
                            NULL);
     double *v = s_normal(1200, 2, 41);
-    s_process(h, 200, v);
+    s_process(h, 201, v); /* the first forest scores from sample 200 on */
     ino_t first = s_inode(path);
     ck_assert(first != 0);
     s_process(h, 1000, v + 400);
@@ -719,11 +763,18 @@ START_TEST(window_rows_are_the_last_samples_oldest_first)
     ck_assert(score[0] == 0 && score[1] == 0 && score[2] == 0 && score[3] > 0);
     ck_assert_uint_eq(ew_harness_counter(h, "iforest_nonfinite_samples"), 1);
     ew_harness_destroy(&h);
-    /* A model of another window is refused, naming the window to set. */
-    char err[512];
+    /* A model of another window than the node's is refused, naming the window
+     * to set; window = 0 (the default) takes the model's. */
     s_window_model(&m, 0, 0.5, 2);
-    ck_assert(s_try_model(dir, m.b, m.n, err, sizeof err) != EW_OK);
-    ck_assert_msg(strstr(err, "window = 2"), "%s", err);
+    char *mpath = s_write(dir, "model.bin", m.b, m.n);
+    int rc;
+    h = s_make(dir, 2, s_two, (const char *[]){"model", mpath, "window", "1", NULL}, &rc);
+    ck_assert(rc != EW_OK);
+    ck_assert_msg(strstr(ew_harness_error(h), "window = 2"), "%s", ew_harness_error(h));
+    ew_harness_destroy(&h);
+    free(mpath);
+    char err[512];
+    ck_assert_int_eq(s_try_model(dir, m.b, m.n, err, sizeof err), EW_OK);
     /* A window that does not divide the columns is not a valid model. */
     s_window_model(&m, 0, 0.5, 2);
     m.b[48] = 3;
@@ -813,7 +864,7 @@ START_TEST(saved_model_keeps_its_window)
 {
     char *dir = ptest_tmpdir("ew-iforest");
     const char *const kv3[] = {"window", "3", "train_samples", "100", "sample_size", "64",
-                               "background", "false", NULL};
+                               "background", "false", "retrain_every", "0", NULL};
     double *v = s_waves(300, 5);
     ew_harness *h = s_make(dir, 2, s_two, kv3, NULL);
     s_process(h, 150, v);
@@ -829,9 +880,18 @@ START_TEST(saved_model_keeps_its_window)
     for (size_t i = 2; i < 150; i++)
         ck_assert(ew_harness_scores(h)[i] == before[i]);
     ew_harness_destroy(&h);
-    /* Another window: the saved model does not fit; relearnt. */
+    /* Another window: the saved model does not fit; refused, or relearnt. */
+    int rc;
     h = s_make(dir, 2, s_two, (const char *[]){"window", "2", "train_samples", "100",
-                                               "sample_size", "64", NULL}, NULL);
+                                              "sample_size", "64", "retrain_every", "0", NULL},
+               &rc);
+    ck_assert(rc != EW_OK);
+    ck_assert_msg(strstr(ew_harness_error(h), "window (saved 3, now 2)"), "%s",
+                  ew_harness_error(h));
+    ew_harness_destroy(&h);
+    h = s_make(dir, 2, s_two, (const char *[]){"window", "2", "train_samples", "100",
+                                              "sample_size", "64", "retrain_every", "0",
+                                              "on_model_mismatch", "retrain", NULL}, NULL);
     ck_assert(ew_harness_learning(h));
     ew_harness_destroy(&h);
     free(before);
@@ -858,11 +918,13 @@ START_TEST(learn_anomalies_makes_a_lasting_shift_normal)
                                                               "retrain_every", "100",
                                                               "background", "false",
                                                               "threshold", "0.6",
+                                                              "contamination", "0",
+                                                              "memory", "200",
                                                               "learn_anomalies",
                                                               learn ? "true" : "false", NULL},
                                NULL);
-        double *v = s_normal(200, 2, 21);
-        s_process(h, 200, v);
+        double *v = s_normal(201, 2, 21);
+        s_process(h, 201, v);
         ck_assert(!ew_harness_learning(h));
         /* The level moves for good: far outliers at first, whatever the option. */
         double *shifted = s_normal(1000, 2, 22);
@@ -898,6 +960,8 @@ START_TEST(stationary_stream_keeps_its_flag_rate_across_retrainings)
         ew_harness *h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "1000",
                                                               "retrain_every", "1000",
                                                               "background", "false",
+                                                              "contamination", "0",
+                                                              "memory", "1000",
                                                               "learn_anomalies",
                                                               learn ? "true" : "false", NULL},
                                NULL);
@@ -964,7 +1028,7 @@ START_TEST(constant_training_data_is_reported_and_not_flagged)
     ptest_release_stderr(log);
     ck_assert_uint_eq(ew_harness_logged(h, EW_LOG_WARN), 1);
     ck_assert_msg(strstr(text, "1 channel(s) never changed in the training samples") &&
-                      strstr(text, "will not flag a change in them alone: b ("),
+                      strstr(text, "outside the training range: b"),
                   "%s", text);
     free(text);
     free(n);
@@ -982,20 +1046,18 @@ START_TEST(option_errors)
                                                           "200", NULL}, &rc);
     ck_assert(rc != EW_OK && strstr(ew_harness_error(h), "sample_size"));
     ew_harness_destroy(&h);
-    h = s_make(dir, 2, s_two, (const char *[]){"model", "/x", "retrain_every", "10", NULL}, &rc);
-    ck_assert(rc != EW_OK && strstr(ew_harness_error(h), "retrain_every"));
-    ew_harness_destroy(&h);
     /* A forest too large for an edge device: refused before anything is allocated. */
     h = s_make(dir, 2, s_two, (const char *[]){"trees", "100000", "sample_size", "4096",
                                               "train_samples", "5000", NULL}, &rc);
     ck_assert(rc != EW_OK);
     ck_assert_msg(strstr(ew_harness_error(h), "trees = 100000 with sample_size = 4096 needs about "
-                                              "24997 MiB for the forest"),
+                                              "49994 MiB for two forests"),
                   "%s", ew_harness_error(h));
     ew_harness_destroy(&h);
     const char *bad[][2] = {{"trees", "0"}, {"threshold", "1.5"}, {"contamination", "0.6"},
                             {"sample_size", "1"}, {"bogus", "1"}, {"trees", "many"},
-                            {"window", "0"}, {"window", "1001"}, {"background", "maybe"},
+                            {"window", "-1"}, {"window", "1001"},
+                            {"on_model_mismatch", "ignore"}, {"apply_delay", "-1"}, {"background", "maybe"},
                             {"learn_anomalies", "2"}};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         h = ew_harness_new(ew_plugin_entry(), dir);
@@ -1026,7 +1088,7 @@ int main(void)
     tcase_add_test(tc, deterministic_per_seed);
     tcase_add_test(tc, persistence_round_trip);
     tcase_add_test(tc, corrupt_state_is_moved_aside_and_relearnt);
-    tcase_add_test(tc, saved_model_of_other_channels_is_relearnt);
+    tcase_add_test(tc, saved_model_of_other_settings_is_refused_or_relearnt);
     tcase_add_test(tc, hand_made_model_scores_exactly);
     tcase_add_test(tc, hostile_model_files_are_rejected);
     tcase_add_test(tc, nan_rows_are_scored_zero_and_not_learnt);
