@@ -1,8 +1,11 @@
 """End to end: the iforest detector learns on the device, saves its model through
 the host's state files, scores from the first sample after a SIGKILL and a
-restart, relearns when the state file is corrupt, and shows `learning` in /health."""
+restart, relearns when the state file is corrupt, shows `learning` in /health,
+and replays a file to the same bytes on every run with its default background
+training."""
 
 import glob
+import json
 import os
 import random
 import textwrap
@@ -43,6 +46,7 @@ class IforestTest(ewtest.EdgewatchTest):
             plugin = iforest
             input = rows
             train_samples = %d
+            retrain_every = 0
             seed = 9
 
             [sink.out]
@@ -67,8 +71,9 @@ class IforestTest(ewtest.EdgewatchTest):
         first = self.lines()
         learnt = [i for i, l in enumerate(first) if l["score"] > 0]
         self.assertTrue(learnt, "run 1 scored nothing with its model")
-        # While learning: score 0, no anomaly, no path length.
-        self.assertTrue(all(l["score"] == 0 and not l["anomaly"] and
+        # While learning: no score (0 until the host marks learning rows), no
+        # anomaly, no path length.
+        self.assertTrue(all(not l["score"] and not l["anomaly"] and
                             l["values"]["path_length"] is None for l in first[:TRAIN]))
 
         os.unlink(self.out)
@@ -104,7 +109,7 @@ class IforestTest(ewtest.EdgewatchTest):
         self.assertRegex(r.stderr, r"forest\.bin.*corrupt|corrupt.*forest\.bin")
         self.assertIn("learning the model", r.stderr)
         lines = self.lines()
-        self.assertTrue(all(l["score"] == 0 for l in lines[:TRAIN]), "it did not relearn")
+        self.assertTrue(all(not l["score"] for l in lines[:TRAIN]), "it did not relearn")
         # (At full speed the stream may end before the new forest is grown: the
         # end of the stream waits for it and saves it.)
         self.assertEqual(len(self.state_files()), 1, "the relearnt model was not saved")
@@ -160,13 +165,53 @@ class IforestTest(ewtest.EdgewatchTest):
         self.assertEqual(len(first), ROWS)
         self.assertEqual([l["score"] for l in first], [l["score"] for l in second])
         # 3 incomplete windows, then 500 training rows; scored from the next row on.
-        self.assertTrue(all(l["score"] == 0 for l in first[:503]))
+        self.assertTrue(all(not l["score"] for l in first[:503]))
         self.assertTrue(all(l["score"] > 0 for l in first[503:]))
         # Each planted outlier is in 4 windows; they stand out from the rest.
         spoilt = {i + k for i in range(199, ROWS, 200) for k in range(4)}
         outliers = [first[i]["score"] for i in range(599, ROWS, 200)]
         normal = sorted(l["score"] for i, l in enumerate(first) if i >= 503 and i not in spoilt)
         self.assertGreater(min(outliers), normal[int(len(normal) * 0.99)])
+
+    def test_replay_with_background_training_gives_the_same_bytes(self):
+        # The defaults (background = true, retraining every 100 samples, each
+        # retrained forest put in use apply_delay samples after its start):
+        # which forest scores a sample depends on the data only, so two replays
+        # at full speed write byte-identical output, every row scored.
+        self.csv = os.path.join(self.tmp, "in.csv")
+        write_csv(self.csv, rows=6000, seed=8)
+        self.out = os.path.join(self.tmp, "out.jsonl")
+        config = self.write_config(self.pipeline() + textwrap.dedent("""
+            [source.rows]
+            plugin = csv
+            path = %s
+
+            [detector.forest]
+            plugin = iforest
+            input = rows
+            trees = 200
+
+            [sink.out]
+            plugin = jsonl
+            input = forest
+            path = %s
+            """) % (self.csv, self.out))
+        runs = []
+        for _ in range(2):
+            for f in self.state_files():
+                os.unlink(f)
+            if os.path.exists(self.out):
+                os.unlink(self.out)
+            r = self.cli("run", config, timeout=300)
+            self.assertExit(r, ewtest.EXIT_OK)
+            self.assertIn("model retrained", r.stderr)
+            with open(self.out, "rb") as f:
+                runs.append(f.read())
+        self.assertEqual(runs[0], runs[1], "two replays of the same file differ")
+        lines = [json.loads(l) for l in runs[0].splitlines()]
+        self.assertEqual(len(lines), 6000)
+        # 500 rows learnt (train_samples' default), then every row scored.
+        self.assertTrue(all(l["score"] > 0 for l in lines[500:]))
 
     def lines(self):
         # A SIGKILL may cut the last line: only complete ones count.
