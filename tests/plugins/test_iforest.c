@@ -187,6 +187,71 @@ START_TEST(separates_outliers)
 }
 END_TEST
 
+/* raw keeps growing with the distance from the training data where the score
+ * saturates; contrib names the channel that moved. */
+START_TEST(raw_does_not_saturate_and_contrib_names_the_channel)
+{
+    char *dir = ptest_tmpdir("ew-iforest");
+    ew_harness *h = s_trained(dir, "2");
+    /* Channel b moves further and further out; a stays at its median. */
+    const double far[] = {0, 6, 0, 10, 0, 100, 0, 1000, 0, 1e6};
+    s_process(h, 5, far);
+    const double *raw = ew_harness_raw(h), *score = ew_harness_scores(h);
+    const double *contrib = ew_harness_contrib(h);
+    for (size_t i = 0; i < 5; i++) {
+        ck_assert_msg(isfinite(raw[i]), "row %zu raw %g", i, raw[i]);
+        if (i > 0)
+            ck_assert_msg(raw[i] > raw[i - 1] * 1.5, "raw %g then %g", raw[i - 1], raw[i]);
+        ck_assert(contrib[i * 2] >= 0 && contrib[i * 2 + 1] > 0);
+        ck_assert_msg(contrib[i * 2 + 1] > 5 * contrib[i * 2], "row %zu: contrib a %g, b %g", i,
+                      contrib[i * 2], contrib[i * 2 + 1]);
+        ck_assert_uint_eq(ew_harness_learning_flags(h)[i], 0);
+    }
+    /* The isolation score is bounded: from 100 on it barely moves. */
+    ck_assert_double_lt(score[4] - score[2], 0.05);
+    ck_assert_double_gt(raw[4], 1000 * raw[2] / 100);
+    /* Channel a moves instead: the share goes to a. */
+    const double fa[] = {50, 0};
+    s_process(h, 1, fa);
+    ck_assert(ew_harness_contrib(h)[0] > 5 * ew_harness_contrib(h)[1]);
+    ew_harness_destroy(&h);
+    s_rmtree(dir);
+}
+END_TEST
+
+/* A plant register that never moves, and one that takes few values, next to
+ * a noisy measurement: the default forest flags about its contamination, not
+ * most of the samples. */
+START_TEST(constant_and_repeated_registers_are_not_flagged)
+{
+    char *dir = ptest_tmpdir("ew-iforest");
+    ew_harness *h = s_make(dir, 3, s_three, NULL, NULL);
+    const size_t n = 5000;
+    double *v = s_normal(n, 3, 17);
+    for (size_t i = 0; i < n; i++) {
+        v[i * 3 + 1] = 1500;                            /* a setpoint register */
+        v[i * 3 + 2] = (double)((i * 7919) % 10 < 8 ? 3 : 4); /* mostly 3, sometimes 4 */
+    }
+    s_process(h, n, v);
+    size_t flagged = 0, scored = 0;
+    for (size_t i = 0; i < n; i++) {
+        scored += !ew_harness_learning_flags(h)[i];
+        flagged += ew_harness_flags(h)[i];
+    }
+    ck_assert_uint_eq(scored, n - 500);
+    ck_assert_msg(flagged < scored / 20, "%zu of %zu flagged", flagged, scored);
+    /* The register moving is seen in the raw statistic, named in contrib. */
+    double step[3] = {0, 1600, 3};
+    s_process(h, 1, step);
+    ck_assert_double_gt(ew_harness_raw(h)[0], 1.0);
+    ck_assert(ew_harness_contrib(h)[1] > ew_harness_contrib(h)[0] &&
+              ew_harness_contrib(h)[1] > ew_harness_contrib(h)[2]);
+    free(v);
+    ew_harness_destroy(&h);
+    s_rmtree(dir);
+}
+END_TEST
+
 START_TEST(deterministic_per_seed)
 {
     char *d1 = ptest_tmpdir("ew-iforest"), *d2 = ptest_tmpdir("ew-iforest"),
@@ -844,6 +909,18 @@ START_TEST(background_false_is_deterministic_whatever_the_batches)
     uint64_t t1, t2;
     double *a = s_run_batches(dir1, kv, v, n, n, &t1);
     double *b = s_run_batches(dir2, kv, v, n, 7, &t2);
+    /* Grown on a thread: each forest is put in use at the same sample, so the
+     * scores are the same too, whatever the thread's timing. */
+    const char *const kv_bg[] = {"window", "4", "train_samples", "200", "sample_size", "64",
+                                 "trees", "30", "retrain_every", "150", "background", "true",
+                                 NULL};
+    char *dir3 = ptest_tmpdir("ew-iforest");
+    uint64_t t3;
+    double *c = s_run_batches(dir3, kv_bg, v, n, 5, &t3);
+    ck_assert_uint_eq(t3, t1);
+    ck_assert_msg(memcmp(a, c, n * sizeof *a) == 0, "background = true gave other scores");
+    free(c);
+    s_rmtree(dir3);
     /* First model after 3 + 200 rows, then a retraining every 150 rows. */
     ck_assert_uint_eq(t1, 1 + (n - 203) / 150);
     ck_assert_uint_eq(t1, t2);
@@ -1085,6 +1162,8 @@ int main(void)
     tcase_add_test(tc, descriptor_and_schema);
     tcase_add_test(tc, learning_state_then_ready);
     tcase_add_test(tc, separates_outliers);
+    tcase_add_test(tc, raw_does_not_saturate_and_contrib_names_the_channel);
+    tcase_add_test(tc, constant_and_repeated_registers_are_not_flagged);
     tcase_add_test(tc, deterministic_per_seed);
     tcase_add_test(tc, persistence_round_trip);
     tcase_add_test(tc, corrupt_state_is_moved_aside_and_relearnt);
