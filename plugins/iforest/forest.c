@@ -179,27 +179,52 @@ double ifo_outside(const ifo_forest *f, const double *x, double *per)
     return sum;
 }
 
-void ifo_path_features(const ifo_forest *f, const double *x, double *per)
+/* Adds one tree's isolation share of row r, which reached leaf a after
+ * recording the d features on its path. */
+static inline void s_share(const double *value, uint32_t a, const uint32_t *feats, unsigned d,
+                           double c, uint32_t n_trees, double *pr)
+{
+    double strength = 1.0 - value[a] / c;
+    if (!(strength > 0) || d == 0)
+        return;
+    double share = strength / ((double)n_trees * (double)d);
+    for (unsigned k = 0; k < d; k++)
+        pr[feats[k]] += share;
+}
+
+void ifo_path_features(const ifo_forest *f, const double *x, size_t n, double *per)
 {
     const double c = ifo_average_path_length((double)f->sample_size);
+    const size_t nf = f->n_features;
     if (!(c > 0))
         return;
-    uint32_t feats[IFO_MAX_DEPTH];
-    for (uint32_t t = 0; t < f->n_trees; t++) {
-        const ifo_node *tree = f->nodes + f->tree_start[t];
-        const double *value = f->leaf_value + f->tree_start[t];
-        uint32_t a = 0;
-        unsigned d = 0;
-        while (tree[a].child != a && d < IFO_MAX_DEPTH) {
-            feats[d++] = tree[a].feature;
-            a = tree[a].child + (x[tree[a].feature] > tree[a].thr);
+    enum { W = 8 };
+    uint32_t feats[W][IFO_MAX_DEPTH];
+    /* Tree-major over chunks of rows, eight walks at once, as ifo_path_sums:
+     * one tree stays hot in the cache and the loads of the walks overlap. */
+    for (size_t b = 0; b < n; b += S_CHUNK) {
+        const size_t m = n - b < S_CHUNK ? n - b : S_CHUNK;
+        for (uint32_t t = 0; t < f->n_trees; t++) {
+            const ifo_node *tree = f->nodes + f->tree_start[t];
+            const double *value = f->leaf_value + f->tree_start[t];
+            const unsigned depth = f->tree_depth[t];
+            for (size_t r = b; r < b + m; r += W) {
+                const size_t w = b + m - r < W ? b + m - r : W;
+                uint32_t a[W] = {0};
+                unsigned d[W] = {0};
+                for (unsigned step = 0; step < depth; step++) {
+                    for (size_t k = 0; k < w; k++) {
+                        const ifo_node *nd = &tree[a[k]];
+                        if (nd->child == a[k])
+                            continue; /* at its leaf */
+                        feats[k][d[k]++] = nd->feature;
+                        a[k] = nd->child + (x[(r + k) * nf + nd->feature] > nd->thr);
+                    }
+                }
+                for (size_t k = 0; k < w; k++)
+                    s_share(value, a[k], feats[k], d[k], c, f->n_trees, per + (r + k) * nf);
+            }
         }
-        double strength = 1.0 - value[a] / c;
-        if (!(strength > 0) || d == 0)
-            continue;
-        double share = strength / ((double)f->n_trees * (double)d);
-        for (unsigned k = 0; k < d; k++)
-            per[feats[k]] += share;
     }
 }
 

@@ -95,11 +95,11 @@ double ifo_max_tree_nodes(double psi, bool widened);
  * (n_features values, added to). */
 double ifo_outside(const ifo_forest *f, const double *x, double *per);
 
-/* Adds to per[column] (n_features values) each tree's share of the row's
- * isolation: a tree whose path length h is below c(sample_size) gives
+/* For n rows, adds to per[row * n_features + column] each tree's share of the
+ * row's isolation: a tree whose path length h is below c(sample_size) gives
  * (1 - h / c(sample_size)) / n_trees, split equally between the features of
  * the splits on the row's path. */
-void ifo_path_features(const ifo_forest *f, const double *x, double *per);
+void ifo_path_features(const ifo_forest *f, const double *x, size_t n, double *per);
 
 /* Sets the metadata text (copied). Returns 0 or -1 (no memory, or too long). */
 int ifo_set_meta(ifo_forest *f, const char *text);

@@ -119,7 +119,10 @@ typedef struct iforest {
     double *x;              /* per-batch scratch: gathered rows of d columns */
     double *xs;             /* the same, scaled as the forest sees them */
     double *sums;
-    double *per;            /* d contributions of one row */
+    double *per;            /* per-batch scratch: d contributions of each row */
+    double *gather;         /* per-batch scratch: the rows whose contributions are reported,
+                               then their path shares (2 x cap rows) */
+    size_t *gathered;       /* their indices in the batch */
     uint8_t *finite;
     size_t cap;
     double *train;          /* first model: finite rows collected so far */
@@ -260,6 +263,8 @@ static void s_destroy(void *self)
     free(z->xs);
     free(z->sums);
     free(z->per);
+    free(z->gather);
+    free(z->gathered);
     free(z->finite);
     free(z->train);
     free(z->ring);
@@ -625,7 +630,7 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
         return EW_EINVAL;
     }
     if (!(z->hist = calloc(2 * z->w * z->nf, sizeof *z->hist)) ||
-        !(z->per = calloc(z->d, sizeof *z->per)) || !(z->rng = malloc(sizeof *z->rng))) {
+        !(z->rng = malloc(sizeof *z->rng))) {
         host->set_error(node, "out of memory allocating the iforest detector");
         s_destroy(z);
         return EW_ERR;
@@ -935,7 +940,16 @@ static int s_reserve(iforest *z, size_t n)
     uint8_t *f = realloc(z->finite, cap);
     if (f)
         z->finite = f;
-    if (!x || !xs || !s || !f) {
+    double *per = realloc(z->per, cap * z->d * sizeof *per);
+    if (per)
+        z->per = per;
+    double *g = realloc(z->gather, 2 * cap * z->d * sizeof *g);
+    if (g)
+        z->gather = g;
+    size_t *gi = realloc(z->gathered, cap * sizeof *gi);
+    if (gi)
+        z->gathered = gi;
+    if (!x || !xs || !s || !f || !per || !g || !gi) {
         z->host->set_error(z->node, "out of memory for a batch of %zu samples", n);
         return EW_ERR;
     }
@@ -987,6 +1001,41 @@ static void s_score_rows(iforest *z, size_t from, size_t to, ew_scores *out)
         /* Rows with NaN walk harmlessly (NaN > t is false) and are overwritten below. */
         ifo_path_sums(f, z->xs + from * d, to - from, z->sums + from);
     }
+    if (f && to > from && out->contrib) {
+        /* Contributions are worth their cost (a second walk of every tree) for
+         * the rows that stand out: isolated faster than average (score above
+         * 0.5) or outside the training range. The bulk gets NaN: not reported. */
+        size_t m = 0;
+        for (size_t i = from; i < to; i++) {
+            double *per = z->per + i * d;
+            for (size_t k = 0; k < d; k++)
+                per[k] = 0;
+            if (!z->finite[i])
+                continue;
+            double outside = ifo_outside(f, z->xs + i * d, per);
+            if (outside > 0 || ifo_score_from_sum(f, z->sums[i]) > 0.5) {
+                memcpy(z->gather + m * d, z->xs + i * d, d * sizeof *z->gather);
+                z->gathered[m++] = i;
+            }
+        }
+        if (m > 0) {
+            /* The gathered rows' path shares, in place of the rows themselves. */
+            double *shares = z->gather + m * d;
+            memset(shares, 0, m * d * sizeof *shares);
+            ifo_path_features(f, z->gather, m, shares);
+            for (size_t j = 0; j < m; j++) {
+                double *per = z->per + z->gathered[j] * d;
+                for (size_t k = 0; k < d; k++)
+                    per[k] += shares[j * d + k];
+            }
+        }
+        for (size_t i = from, j = 0; i < to; i++) {
+            bool reported = j < m && z->gathered[j] == i;
+            j += reported;
+            if (!reported)
+                z->per[i * d] = NAN; /* marks the row: contributions not reported */
+        }
+    }
     const double c = f ? ifo_average_path_length((double)f->sample_size) : 0;
     for (size_t i = from; i < to; i++) {
         double *extra = out->extra ? out->extra + i * out->extra_channels : NULL;
@@ -1008,22 +1057,17 @@ static void s_score_rows(iforest *z, size_t from, size_t to, ew_scores *out)
         z->flagged_since += out->anomaly[i];
         if (extra)
             extra[0] = mean_path;
-        if (out->raw || out->contrib) {
-            for (size_t k = 0; k < d; k++)
-                z->per[k] = 0;
-            double outside = ifo_outside(f, xs, z->per);
-            if (out->raw)
-                out->raw[i] = (c > 0 ? 1.0 - mean_path / c : 0.0) + outside;
-            if (out->contrib) {
-                ifo_path_features(f, xs, z->per);
-                double *row = out->contrib + i * out->contrib_channels;
-                for (size_t ch = 0; ch < out->contrib_channels; ch++)
-                    row[ch] = 0;
-                /* Column p of a row is channel p % nf at one of the window's samples. */
-                for (size_t p = 0; p < d; p++)
-                    if (z->cols[p % z->nf] < out->contrib_channels)
-                        row[z->cols[p % z->nf]] += z->per[p];
-            }
+        if (out->raw)
+            out->raw[i] = (c > 0 ? 1.0 - mean_path / c : 0.0) + ifo_outside(f, xs, NULL);
+        if (out->contrib && !isnan(z->per[i * d])) {
+            const double *per = z->per + i * d;
+            double *row = out->contrib + i * out->contrib_channels;
+            for (size_t ch = 0; ch < out->contrib_channels; ch++)
+                row[ch] = 0;
+            /* Column p of a row is channel p % nf at one of the window's samples. */
+            for (size_t p = 0; p < d; p++)
+                if (z->cols[p % z->nf] < out->contrib_channels)
+                    row[z->cols[p % z->nf]] += per[p];
         }
     }
     if (!f || !z->ring)
