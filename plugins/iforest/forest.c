@@ -524,6 +524,12 @@ int ifo_serialize(const ifo_forest *f, unsigned char **out, size_t *len)
     return 0;
 }
 
+/* Value k of array `which` (0 center, 1 scale, 2 lo, 3 hi) of a version 3 file. */
+static double s_range(const unsigned char *ranges, uint32_t nf, unsigned which, uint32_t k)
+{
+    return ew_le_get_f64(ranges + 8 * ((size_t)which * nf + k));
+}
+
 int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t errlen)
 {
     const unsigned char *b = data;
@@ -606,9 +612,8 @@ int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t 
         ranges = b + header;
         header += (size_t)nf * 32;
         for (uint32_t k = 0; k < nf; k++) {
-            double c = ew_le_get_f64(ranges + 8 * k), sc = ew_le_get_f64(ranges + 8 * (nf + k));
-            double lo = ew_le_get_f64(ranges + 8 * (2 * nf + k));
-            double hi = ew_le_get_f64(ranges + 8 * (3 * nf + k));
+            double c = s_range(ranges, nf, 0, k), sc = s_range(ranges, nf, 1, k);
+            double lo = s_range(ranges, nf, 2, k), hi = s_range(ranges, nf, 3, k);
             if (!isfinite(c) || !(sc > 0) || !isfinite(sc) || !isfinite(lo) || !isfinite(hi) ||
                 lo > hi) {
                 s_err(err, errlen, "column %u: scaling (center %g, scale %g) or range [%g, %g] "
@@ -754,10 +759,10 @@ int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t 
     s_finish(f, sample_size);
     if (ranges) {
         for (uint32_t k = 0; k < nf; k++) {
-            f->center[k] = ew_le_get_f64(ranges + 8 * k);
-            f->scale[k] = ew_le_get_f64(ranges + 8 * (nf + k));
-            f->lo[k] = ew_le_get_f64(ranges + 8 * (2 * nf + k));
-            f->hi[k] = ew_le_get_f64(ranges + 8 * (3 * nf + k));
+            f->center[k] = s_range(ranges, nf, 0, k);
+            f->scale[k] = s_range(ranges, nf, 1, k);
+            f->lo[k] = s_range(ranges, nf, 2, k);
+            f->hi[k] = s_range(ranges, nf, 3, k);
             f->unit[k] = 1;
         }
     } else {

@@ -702,6 +702,11 @@ static void s_robust_scale(double *v, size_t n, double *center, double *scale)
 static void s_train(s_job *job)
 {
     const size_t n = job->n, d = job->nf, nch = job->channels;
+    if (n == 0 || d == 0 || nch == 0 || d % nch != 0) {
+        snprintf(job->err, sizeof job->err, "no training rows or columns");
+        job->rc = -1;
+        return;
+    }
     double *center = malloc(d * sizeof *center), *scale = malloc(d * sizeof *scale);
     double *v = malloc(n * (d / nch) * sizeof *v);
     double *xs = malloc(n * d * sizeof *xs);
@@ -723,8 +728,9 @@ static void s_train(s_job *job)
             scale[p] = sc;
         }
     }
-    for (size_t i = 0; i < n * d; i++)
-        xs[i] = (job->x[i] - center[i % d]) / scale[i % d];
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < d; k++)
+            xs[i * d + k] = (job->x[i * d + k] - center[k]) / scale[k];
     job->rc = ifo_train(&job->result, xs, n, job->nf, job->trees, job->sample_size, S_WIDEN,
                         job->seed, &job->stop, job->err, sizeof job->err);
     if (job->rc != 0)
@@ -1065,9 +1071,9 @@ static void s_score_rows(iforest *z, size_t from, size_t to, ew_scores *out)
             for (size_t ch = 0; ch < out->contrib_channels; ch++)
                 row[ch] = 0;
             /* Column p of a row is channel p % nf at one of the window's samples. */
-            for (size_t p = 0; p < d; p++)
-                if (z->cols[p % z->nf] < out->contrib_channels)
-                    row[z->cols[p % z->nf]] += per[p];
+            for (size_t p = 0, k = 0; p < d; p++, k = k + 1 == z->nf ? 0 : k + 1)
+                if (z->cols[k] < out->contrib_channels)
+                    row[z->cols[k]] += per[p];
         }
     }
     if (!f || !z->ring)
