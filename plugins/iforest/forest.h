@@ -60,6 +60,9 @@ typedef struct ifo_forest {
     /* Per column: the unit in which a value's distance outside [lo, hi] is
      * counted by ifo_outside (1 when scaled; a quarter of hi - lo otherwise). */
     double *unit;
+    /* A learnt forest's own score calibration (kept in its metadata): score =
+     * 1 / (1 + exp(-(raw - raw_limit) / raw_spread)); raw_spread 0 = none. */
+    double raw_limit, raw_spread;
     char *meta;           /* metadata text (version 3), NUL-terminated, or NULL */
     uint32_t meta_len;    /* its length without the NUL */
 } ifo_forest;

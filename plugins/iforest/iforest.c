@@ -50,6 +50,8 @@
  * share on each side, so that a value a little beyond the training range is
  * isolated in a step or two instead of sharing the edge leaf. */
 #define S_WIDEN 0.1
+/* A learnt forest's range per column: Tukey's fences with this k (see s_fences). */
+#define S_FENCE 2.0
 /* window = 0 (auto): a univariate stream is shingled over this many samples. */
 #define S_AUTO_WINDOW 6
 /* Slice of the waits for a training that a sample index needs. */
@@ -89,6 +91,7 @@ typedef struct s_job {
     bool initial;          /* the first model, not a retraining */
     bool threaded;         /* runs on `thread` (background = true) */
     uint64_t apply_at;     /* index of the first sample the new forest scores */
+    double raw_limit, raw_spread; /* a retraining keeps the first forest's calibration */
     int64_t started;       /* monotonic ns */
     int rc;
     ifo_forest *result;
@@ -166,7 +169,7 @@ static const ew_option s_options[] = {
     EW_OPTION_RANGE("threshold", EW_OPT_DOUBLE, "0.5", 0, 1, iforest_config, threshold,
                     "Score above which a sample is an anomaly (0.5 is scikit-learn's 'auto'); "
                     "ignored when contamination is set."),
-    EW_OPTION_RANGE("contamination", EW_OPT_DOUBLE, "0.01", 0, 0.5, iforest_config,
+    EW_OPTION_RANGE("contamination", EW_OPT_DOUBLE, "0.005", 0, 0.5, iforest_config,
                     contamination,
                     "Expected share of anomalies: the threshold becomes that upper quantile of "
                     "the training scores (or the model file's threshold); 0 = use threshold."),
@@ -364,6 +367,35 @@ static char *s_make_meta(const iforest *z)
     return m;
 }
 
+/* Sets a learnt forest's metadata: the node's, then its score calibration. */
+static int s_forest_meta(const iforest *z, ifo_forest *f)
+{
+    size_t len = strlen(z->meta);
+    char *m = malloc(len + 96);
+    if (!m)
+        return -1;
+    memcpy(m, z->meta, len + 1);
+    if (f->raw_spread > 0)
+        snprintf(m + len, 96, "raw_limit=%.17g\nraw_spread=%.17g\n", f->raw_limit,
+                 f->raw_spread);
+    int rc = ifo_set_meta(f, m);
+    free(m);
+    return rc;
+}
+
+/* The value of `key` in a metadata text, or NAN. */
+static double s_meta_number(const char *meta, const char *key)
+{
+    size_t kl = strlen(key);
+    for (const char *p = meta; p && *p;) {
+        const char *e = strchr(p, '\n');
+        if (strncmp(p, key, kl) == 0 && p[kl] == '=')
+            return strtod(p + kl + 1, NULL);
+        p = e ? e + 1 : p + strlen(p);
+    }
+    return NAN;
+}
+
 /* Appends to `out` what differs between two metadata texts: the channel lists
  * (named in full when they differ) and each option with its two values. */
 static void s_meta_diff(const char *saved, const char *now, char *out, size_t outlen)
@@ -452,6 +484,12 @@ static int s_load_state(iforest *z)
         snprintf(diff, sizeof diff, "window or channels (saved %u columns of window %u, now %zu "
                  "of window %zu)", (unsigned)f->n_features, (unsigned)f->window, z->d, z->w);
     if (!diff[0]) {
+        double limit = s_meta_number(f->meta, "raw_limit");
+        double spread = s_meta_number(f->meta, "raw_spread");
+        if (isfinite(limit) && spread > 0 && isfinite(spread)) {
+            f->raw_limit = limit;
+            f->raw_spread = spread;
+        }
         z->forest = f;
         return EW_OK;
     }
@@ -697,6 +735,59 @@ static void s_robust_scale(double *v, size_t n, double *center, double *scale)
     *scale = s;
 }
 
+/* Sets a learnt forest's range per column to Tukey's fences of the training
+ * rows, [q25 - k IQR, q75 + k IQR] with k = S_FENCE: about 3.4 standard
+ * deviations from the center for Gaussian data. Not the minimum and maximum:
+ * a few faulty rows that enter the reservoir would stretch those to take in
+ * the fault, which would then stop counting as outside; the quartiles move
+ * only once a quarter of the reservoir is faulty. */
+static int s_fences(ifo_forest *f, const double *xs, size_t n)
+{
+    const size_t d = f->n_features;
+    double *v = malloc(n * sizeof *v);
+    if (!v)
+        return -1;
+    for (size_t k = 0; k < d; k++) {
+        for (size_t i = 0; i < n; i++)
+            v[i] = xs[i * d + k];
+        qsort(v, n, sizeof *v, s_cmp_double);
+        double q1 = ewp_quantile_sorted(v, n, 0.25), q3 = ewp_quantile_sorted(v, n, 0.75);
+        f->lo[k] = q1 - S_FENCE * (q3 - q1);
+        f->hi[k] = q3 + S_FENCE * (q3 - q1);
+    }
+    free(v);
+    return 0;
+}
+
+/* With contamination, the first forest's own score is calibrated on the raw
+ * statistic of its training rows: 0.5 at their (1 - contamination) quantile
+ * (the limit), about 0.05 at their median. Retrained forests keep that
+ * calibration: raw means the same for them (a depth deficit, and a distance
+ * beyond fences in robust standard deviations), and a high quantile of a
+ * reservoir that a lasting fault has begun to fill would be the fault's own
+ * level (2 % of faulty rows lift the 99th percentile to it). */
+static void s_calibrate(s_job *job, const double *xs)
+{
+    ifo_forest *f = job->result;
+    const size_t n = job->n, d = job->nf;
+    double *raw = malloc(n * sizeof *raw), *tmp = malloc(n * sizeof *tmp);
+    f->threshold = 0.5;
+    if (!raw || !tmp || n < 2)
+        goto done; /* no calibration: the isolation score and 0.5 */
+    ifo_path_sums(f, xs, n, raw);
+    const double c = ifo_average_path_length((double)f->sample_size);
+    for (size_t i = 0; i < n; i++)
+        raw[i] = tmp[i] = (c > 0 ? 1.0 - raw[i] / f->n_trees / c : 0.0) +
+                          ifo_outside(f, xs + i * d, NULL);
+    double limit = ewp_quantile(raw, n, 1.0 - job->contamination);
+    double median = ewp_quantile(tmp, n, 0.5);
+    f->raw_limit = limit;
+    f->raw_spread = fmax((limit - median) / 3.0, 1e-9);
+done:
+    free(raw);
+    free(tmp);
+}
+
 /* Grows the job's forest (on the thread, or in the batch with background = false):
  * scaling from the rows, the scaled rows, the forest, its threshold. */
 static void s_train(s_job *job)
@@ -738,20 +829,17 @@ static void s_train(s_job *job)
     job->result->flags |= IFO_FLAG_SCALED;
     memcpy(job->result->center, center, d * sizeof *center);
     memcpy(job->result->scale, scale, d * sizeof *scale);
-    if (job->contamination > 0) {
-        /* The threshold is the (1 - contamination) quantile of the training
-         * scores, interpolated linearly like numpy.percentile (sklearn's offset_). */
-        double *s = malloc(n * sizeof *s);
-        if (!s) {
-            snprintf(job->err, sizeof job->err, "out of memory scoring the training samples");
-            job->rc = -1;
-            goto done;
-        }
-        ifo_path_sums(job->result, xs, n, s);
-        for (size_t i = 0; i < n; i++)
-            s[i] = ifo_score_from_sum(job->result, s[i]);
-        job->result->threshold = ewp_quantile(s, n, 1.0 - job->contamination);
-        free(s);
+    if (s_fences(job->result, xs, n) != 0) {
+        snprintf(job->err, sizeof job->err, "out of memory for the training fences");
+        job->rc = -1;
+        goto done;
+    }
+    if (job->raw_spread > 0) {
+        job->result->raw_limit = job->raw_limit;
+        job->result->raw_spread = job->raw_spread;
+        job->result->threshold = 0.5;
+    } else if (job->contamination > 0) {
+        s_calibrate(job, xs);
     }
 done:
     free(center);
@@ -791,6 +879,10 @@ static int s_start_job(iforest *z, double *x, size_t n, bool initial, uint64_t a
     job->contamination = z->cfg->contamination;
     job->initial = initial;
     job->apply_at = apply_at;
+    if (!initial && z->forest && z->forest->raw_spread > 0) {
+        job->raw_limit = z->forest->raw_limit;
+        job->raw_spread = z->forest->raw_spread;
+    }
     job->started = z->host->monotonic(z->node);
     z->job = job;
     z->generation++;
@@ -862,7 +954,7 @@ static int s_install_job(iforest *z)
     job->result = NULL;
     z->forest->schema_hash = z->schema_hash;
     z->forest->window = (uint32_t)z->w;
-    if (ifo_set_meta(z->forest, z->meta) != 0) {
+    if (s_forest_meta(z, z->forest) != 0) {
         z->host->set_error(z->node, "out of memory for the model's metadata");
         return EW_ERR;
     }
@@ -1055,8 +1147,11 @@ static void s_score_rows(iforest *z, size_t from, size_t to, ew_scores *out)
             continue;
         }
         const double *xs = z->xs + i * d;
-        double score = ifo_score_from_sum(f, z->sums[i]);
         double mean_path = z->sums[i] / f->n_trees;
+        double raw = (c > 0 ? 1.0 - mean_path / c : 0.0) + ifo_outside(f, xs, NULL);
+        double score = f->raw_spread > 0
+                           ? 1.0 / (1.0 + exp(-(raw - f->raw_limit) / f->raw_spread))
+                           : ifo_score_from_sum(f, z->sums[i]);
         out->score[i] = score;
         out->anomaly[i] = score > z->threshold + S_TIE;
         z->scored_since++;
@@ -1064,7 +1159,7 @@ static void s_score_rows(iforest *z, size_t from, size_t to, ew_scores *out)
         if (extra)
             extra[0] = mean_path;
         if (out->raw)
-            out->raw[i] = (c > 0 ? 1.0 - mean_path / c : 0.0) + ifo_outside(f, xs, NULL);
+            out->raw[i] = raw;
         if (out->contrib && !isnan(z->per[i * d])) {
             const double *per = z->per + i * d;
             double *row = out->contrib + i * out->contrib_channels;

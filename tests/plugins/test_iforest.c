@@ -68,12 +68,12 @@ static void s_wait_ready(ew_harness *h, size_t nch)
 }
 
 /* A trained 2-channel detector (train_samples 500, 50 trees, seed as given, no
- * retraining). */
+ * retraining, contamination 0: score = the isolation score, threshold 0.5). */
 static ew_harness *s_trained(const char *state_dir, const char *seed)
 {
     ew_harness *h = s_make(state_dir, 2, s_two,
                            (const char *[]){"train_samples", "500", "trees", "50", "seed", seed,
-                                            "retrain_every", "0", NULL},
+                                            "retrain_every", "0", "contamination", "0", NULL},
                            NULL);
     double *train = s_normal(500, 2, 7);
     s_process(h, 500, train);
@@ -252,6 +252,47 @@ START_TEST(constant_and_repeated_registers_are_not_flagged)
 }
 END_TEST
 
+/* The default (contamination 0.005): a learnt forest's own score is 0.5 at the
+ * limit learnt on the raw statistic of its training rows, monotone in raw;
+ * about that share of new normal rows is flagged, far outliers are; a restart
+ * keeps the calibration. */
+START_TEST(calibrated_score_is_half_at_the_learnt_limit)
+{
+    char *dir = ptest_tmpdir("ew-iforest");
+    const char *const kv[] = {"retrain_every", "0", NULL};
+    ew_harness *h = s_make(dir, 2, s_two, kv, NULL);
+    double *v = s_normal(4000, 2, 23);
+    s_process(h, 500, v);
+    s_process(h, 3000, v + 1000);
+    const double *score = ew_harness_scores(h), *raw = ew_harness_raw(h);
+    size_t flagged = 0;
+    for (size_t i = 0; i < 3000; i++) {
+        flagged += ew_harness_flags(h)[i];
+        ck_assert_uint_eq(ew_harness_flags(h)[i], score[i] > 0.5);
+        for (size_t j = i + 1; j < i + 20 && j < 3000; j++)
+            ck_assert(raw[i] < raw[j] ? score[i] <= score[j] : score[i] >= score[j]);
+    }
+    ck_assert_msg(flagged > 0 && flagged < 3000 / 50, "%zu of 3000 normal rows flagged", flagged);
+    double *before = malloc(3000 * sizeof *before);
+    memcpy(before, score, 3000 * sizeof *before);
+    size_t n;
+    double *rows = s_test_rows(&n);
+    s_process(h, n, rows);
+    for (size_t i = 200; i < 204; i++)
+        ck_assert_msg(ew_harness_flags(h)[i], "outlier %zu: score %g", i, ew_harness_scores(h)[i]);
+    ew_harness_destroy(&h);
+    h = s_make(dir, 2, s_two, kv, NULL);
+    ck_assert(!ew_harness_learning(h));
+    s_process(h, 3000, v + 1000);
+    ck_assert(memcmp(before, ew_harness_scores(h), 3000 * sizeof *before) == 0);
+    ew_harness_destroy(&h);
+    free(rows);
+    free(before);
+    free(v);
+    s_rmtree(dir);
+}
+END_TEST
+
 START_TEST(deterministic_per_seed)
 {
     char *d1 = ptest_tmpdir("ew-iforest"), *d2 = ptest_tmpdir("ew-iforest"),
@@ -286,7 +327,7 @@ START_TEST(persistence_round_trip)
     /* A restart: ready at once, the same scores from the first sample. */
     h = s_make(dir, 2, s_two,
                (const char *[]){"train_samples", "500", "trees", "50", "seed", "3", "retrain_every",
-                                "0", NULL},
+                                "0", "contamination", "0", NULL},
                NULL);
     ck_assert(!ew_harness_learning(h));
     double *after = s_scores_of(h, n, rows);
@@ -353,7 +394,7 @@ START_TEST(saved_model_of_other_settings_is_refused_or_relearnt)
     ew_harness_destroy(&h);
     int rc;
     const char *const same[] = {"train_samples", "500", "trees", "50", "seed", "1",
-                                "retrain_every", "0", NULL};
+                                "retrain_every", "0", "contamination", "0", NULL};
     h = s_make(dir, 3, s_three, same, &rc);
     ck_assert_int_ne(rc, EW_OK);
     const char *err = ew_harness_error(h);
@@ -370,14 +411,16 @@ START_TEST(saved_model_of_other_settings_is_refused_or_relearnt)
     ew_harness_destroy(&h);
     /* An option that shapes the forest. */
     h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "500", "trees", "60", "seed", "1",
-                                              "retrain_every", "0", NULL}, &rc);
+                                              "retrain_every", "0", "contamination", "0", NULL},
+               &rc);
     ck_assert_int_ne(rc, EW_OK);
     ck_assert_msg(strstr(ew_harness_error(h), "trees (saved 50, now 60)"), "%s",
                   ew_harness_error(h));
     ew_harness_destroy(&h);
     /* An option that does not (retrain_every, threshold): loaded. */
     h = s_make(dir, 2, s_two, (const char *[]){"train_samples", "500", "trees", "50", "seed", "1",
-                                              "retrain_every", "300", "threshold", "0.7", NULL},
+                                              "retrain_every", "300", "threshold", "0.7",
+                                              "contamination", "0", NULL},
                NULL);
     ck_assert(!ew_harness_learning(h));
     ew_harness_destroy(&h);
@@ -1077,7 +1120,8 @@ START_TEST(constant_training_data_is_reported_and_not_flagged)
 {
     char *dir = ptest_tmpdir("ew-iforest");
     ew_harness *h = s_make(dir, 3, s_three, (const char *[]){"train_samples", "300",
-                                                            "background", "false", NULL},
+                                                            "background", "false",
+                                                            "contamination", "0", NULL},
                            NULL);
     double *v = malloc(600 * 3 * sizeof *v);
     for (size_t i = 0; i < 600 * 3; i++)
@@ -1164,6 +1208,7 @@ int main(void)
     tcase_add_test(tc, separates_outliers);
     tcase_add_test(tc, raw_does_not_saturate_and_contrib_names_the_channel);
     tcase_add_test(tc, constant_and_repeated_registers_are_not_flagged);
+    tcase_add_test(tc, calibrated_score_is_half_at_the_learnt_limit);
     tcase_add_test(tc, deterministic_per_seed);
     tcase_add_test(tc, persistence_round_trip);
     tcase_add_test(tc, corrupt_state_is_moved_aside_and_relearnt);
