@@ -80,6 +80,8 @@ void ifo_free(ifo_forest **f)
     free((*f)->lo);
     free((*f)->hi);
     free((*f)->unit);
+    free((*f)->flo);
+    free((*f)->fhi);
     free((*f)->meta);
     free(*f);
     *f = NULL;
@@ -103,8 +105,10 @@ static ifo_forest *s_alloc(uint32_t nf, uint32_t n_trees, size_t total_nodes)
     f->lo = malloc(nf * sizeof *f->lo);
     f->hi = malloc(nf * sizeof *f->hi);
     f->unit = malloc(nf * sizeof *f->unit);
+    f->flo = malloc(nf * sizeof *f->flo);
+    f->fhi = malloc(nf * sizeof *f->fhi);
     if (!f->tree_start || !f->tree_depth || !f->nodes || !f->leaf_value || !f->node_samples ||
-        !f->center || !f->scale || !f->lo || !f->hi || !f->unit) {
+        !f->center || !f->scale || !f->lo || !f->hi || !f->unit || !f->flo || !f->fhi) {
         ifo_free(&f);
         return NULL;
     }
@@ -112,6 +116,7 @@ static ifo_forest *s_alloc(uint32_t nf, uint32_t n_trees, size_t total_nodes)
         f->center[k] = 0;
         f->scale[k] = 1;
         f->lo[k] = f->hi[k] = NAN;
+        f->flo[k] = f->fhi[k] = NAN;
         f->unit[k] = 1;
     }
     return f;
@@ -162,6 +167,20 @@ double ifo_max_tree_nodes(double psi, bool widened)
     if (!widened)
         return 2.0 * psi - 1.0;
     return ldexp(1.0, (int)ceil(log2(psi < 2 ? 2 : psi)) + 1) - 1.0;
+}
+
+double ifo_outside_fences(const ifo_forest *f, const double *x)
+{
+    double sum = 0;
+    for (uint32_t k = 0; k < f->n_features; k++) {
+        double lo = isnan(f->flo[k]) ? f->lo[k] : f->flo[k];
+        double hi = isnan(f->fhi[k]) ? f->hi[k] : f->fhi[k];
+        double d = x[k] > hi ? x[k] - hi : x[k] < lo ? lo - x[k] : 0;
+        d /= f->unit[k];
+        if (d > 0)
+            sum += d;
+    }
+    return sum;
 }
 
 double ifo_outside(const ifo_forest *f, const double *x, double *per)
@@ -474,7 +493,7 @@ int ifo_serialize(const ifo_forest *f, unsigned char **out, size_t *len)
     const bool v2 = !v3 && f->window > 1;
     const size_t header = v2 || v3 ? S_HEADER_SIZE_V2 : S_HEADER_SIZE;
     const size_t meta = v3 ? f->meta_len : 0;
-    const size_t ranges = (f->flags & IFO_FLAG_SCALED) ? 4 * (size_t)f->n_features * 8 : 0;
+    const size_t ranges = (f->flags & IFO_FLAG_SCALED) ? 6 * (size_t)f->n_features * 8 : 0;
     size_t total = header + meta + ranges + (size_t)f->n_trees * S_TREE_HEADER_SIZE +
                    (size_t)f->tree_start[f->n_trees] * S_NODE_SIZE;
     unsigned char *buf = calloc(1, total);
@@ -500,8 +519,8 @@ int ifo_serialize(const ifo_forest *f, unsigned char **out, size_t *len)
         p += meta;
     }
     if (ranges) {
-        const double *arrays[4] = {f->center, f->scale, f->lo, f->hi};
-        for (int a = 0; a < 4; a++)
+        const double *arrays[6] = {f->center, f->scale, f->lo, f->hi, f->flo, f->fhi};
+        for (int a = 0; a < 6; a++)
             for (uint32_t k = 0; k < f->n_features; k++, p += 8)
                 ew_le_put_f64(p, arrays[a][k]);
     }
@@ -524,7 +543,8 @@ int ifo_serialize(const ifo_forest *f, unsigned char **out, size_t *len)
     return 0;
 }
 
-/* Value k of array `which` (0 center, 1 scale, 2 lo, 3 hi) of a version 3 file. */
+/* Value k of array `which` (0 center, 1 scale, 2 lo, 3 hi, 4 flo, 5 fhi) of a
+ * version 3 file. */
 static double s_range(const unsigned char *ranges, uint32_t nf, unsigned which, uint32_t k)
 {
     return ew_le_get_f64(ranges + 8 * ((size_t)which * nf + k));
@@ -591,8 +611,8 @@ int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t 
         s_err(err, errlen, "threshold %g is not in [0, 1]", threshold);
         return -1;
     }
-    /* Version 3: the metadata text, then with IFO_FLAG_SCALED four arrays of
-     * nf doubles (center, scale, lo, hi), before the trees. */
+    /* Version 3: the metadata text, then with IFO_FLAG_SCALED six arrays of
+     * nf doubles (center, scale, lo, hi, flo, fhi), before the trees. */
     const unsigned char *meta = b + header, *ranges = NULL;
     if (meta_len > IFO_META_MAX || meta_len > len - header) {
         s_err(err, errlen, "metadata of %u bytes: longer than the file or than %u bytes",
@@ -605,17 +625,18 @@ int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t 
     }
     header += meta_len;
     if (flags & IFO_FLAG_SCALED) {
-        if ((len - header) / 32 < nf) {
+        if ((len - header) / 48 < nf) {
             s_err(err, errlen, "truncated in the scaling of the %u columns", (unsigned)nf);
             return -1;
         }
         ranges = b + header;
-        header += (size_t)nf * 32;
+        header += (size_t)nf * 48;
         for (uint32_t k = 0; k < nf; k++) {
             double c = s_range(ranges, nf, 0, k), sc = s_range(ranges, nf, 1, k);
             double lo = s_range(ranges, nf, 2, k), hi = s_range(ranges, nf, 3, k);
+            double flo = s_range(ranges, nf, 4, k), fhi = s_range(ranges, nf, 5, k);
             if (!isfinite(c) || !(sc > 0) || !isfinite(sc) || !isfinite(lo) || !isfinite(hi) ||
-                lo > hi) {
+                lo > hi || !isfinite(flo) || !isfinite(fhi) || flo > fhi) {
                 s_err(err, errlen, "column %u: scaling (center %g, scale %g) or range [%g, %g] "
                       "is not usable", (unsigned)k, c, sc, lo, hi);
                 return -1;
@@ -763,6 +784,8 @@ int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t 
             f->scale[k] = s_range(ranges, nf, 1, k);
             f->lo[k] = s_range(ranges, nf, 2, k);
             f->hi[k] = s_range(ranges, nf, 3, k);
+            f->flo[k] = s_range(ranges, nf, 4, k);
+            f->fhi[k] = s_range(ranges, nf, 5, k);
             f->unit[k] = 1;
         }
     } else {

@@ -20,7 +20,8 @@
 /* Flag: compare inputs rounded to float32, as scikit-learn's trees do. */
 #define IFO_FLAG_FLOAT32 1u
 /* Flag (version 3): inputs are scaled, (x - center) / scale per column, before
- * the trees see them, and lo/hi (the training range, scaled) are stored. */
+ * the trees see them, and lo/hi (the training range, scaled) and the fences
+ * flo/fhi are stored. */
 #define IFO_FLAG_SCALED 2u
 /* Longest metadata text a model may hold. */
 #define IFO_META_MAX (1u << 20)
@@ -57,6 +58,9 @@ typedef struct ifo_forest {
      * training range; otherwise center 0, scale 1, and lo/hi the smallest and
      * largest split threshold on the column (NaN when never split on). */
     double *center, *scale, *lo, *hi;
+    /* Per column, learnt forests: Tukey's fences of the training rows (scaled),
+     * the range of the own score's distance term; NaN = none (lo/hi apply). */
+    double *flo, *fhi;
     /* Per column: the unit in which a value's distance outside [lo, hi] is
      * counted by ifo_outside (1 when scaled; a quarter of hi - lo otherwise). */
     double *unit;
@@ -97,6 +101,9 @@ double ifo_max_tree_nodes(double psi, bool widened);
  * column's [lo, hi], in the column's unit; per column in `per` when not NULL
  * (n_features values, added to). */
 double ifo_outside(const ifo_forest *f, const double *x, double *per);
+
+/* As ifo_outside, but outside the fences [flo, fhi] where the forest has them. */
+double ifo_outside_fences(const ifo_forest *f, const double *x);
 
 /* For n rows, adds to per[row * n_features + column] each tree's share of the
  * row's isolation: a tree whose path length h is below c(sample_size) gives

@@ -752,8 +752,8 @@ static int s_fences(ifo_forest *f, const double *xs, size_t n)
             v[i] = xs[i * d + k];
         qsort(v, n, sizeof *v, s_cmp_double);
         double q1 = ewp_quantile_sorted(v, n, 0.25), q3 = ewp_quantile_sorted(v, n, 0.75);
-        f->lo[k] = q1 - S_FENCE * (q3 - q1);
-        f->hi[k] = q3 + S_FENCE * (q3 - q1);
+        f->flo[k] = q1 - S_FENCE * (q3 - q1);
+        f->fhi[k] = q3 + S_FENCE * (q3 - q1);
     }
     free(v);
     return 0;
@@ -778,7 +778,7 @@ static void s_calibrate(s_job *job, const double *xs)
     const double c = ifo_average_path_length((double)f->sample_size);
     for (size_t i = 0; i < n; i++)
         raw[i] = tmp[i] = (c > 0 ? 1.0 - raw[i] / f->n_trees / c : 0.0) +
-                          ifo_outside(f, xs + i * d, NULL);
+                          ifo_outside_fences(f, xs + i * d);
     double limit = ewp_quantile(raw, n, 1.0 - job->contamination);
     double median = ewp_quantile(tmp, n, 0.5);
     f->raw_limit = limit;
@@ -1148,10 +1148,13 @@ static void s_score_rows(iforest *z, size_t from, size_t to, ew_scores *out)
         }
         const double *xs = z->xs + i * d;
         double mean_path = z->sums[i] / f->n_trees;
-        double raw = (c > 0 ? 1.0 - mean_path / c : 0.0) + ifo_outside(f, xs, NULL);
-        double score = f->raw_spread > 0
-                           ? 1.0 / (1.0 + exp(-(raw - f->raw_limit) / f->raw_spread))
-                           : ifo_score_from_sum(f, z->sums[i]);
+        double depth = c > 0 ? 1.0 - mean_path / c : 0.0;
+        double raw = depth + ifo_outside(f, xs, NULL);
+        double score = ifo_score_from_sum(f, z->sums[i]);
+        if (f->raw_spread > 0) {
+            double fenced = depth + ifo_outside_fences(f, xs);
+            score = 1.0 / (1.0 + exp(-(fenced - f->raw_limit) / f->raw_spread));
+        }
         out->score[i] = score;
         out->anomaly[i] = score > z->threshold + S_TIE;
         z->scored_since++;
