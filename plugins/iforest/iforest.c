@@ -161,7 +161,7 @@ static const ew_option s_options[] = {
     EW_OPTION_RANGE("memory", EW_OPT_INT, "0", 0, 1e15, iforest_config, memory,
                     "How far back, in rows, the reservoir reaches on average: once full, each "
                     "new row replaces a random one with probability train_samples / memory; "
-                    "0 = 10 x train_samples; train_samples or less = the last train_samples rows."),
+                    "0 = 100 x train_samples; train_samples or less = the last train_samples rows."),
     EW_OPTION_RANGE("apply_delay", EW_OPT_INT, "50", 0, 1000000, iforest_config, apply_delay,
                     "A retrained forest scores from this many samples after the one that started "
                     "its training (the stream waits there if it is not ready), so that the output "
@@ -1063,7 +1063,7 @@ static int s_reserve(iforest *z, size_t n)
 static void s_offer(iforest *z, const double *x)
 {
     const size_t cap = (size_t)z->cfg->train_samples, d = z->d;
-    uint64_t memory = z->cfg->memory > 0 ? (uint64_t)z->cfg->memory : 10 * (uint64_t)cap;
+    uint64_t memory = z->cfg->memory > 0 ? (uint64_t)z->cfg->memory : 100 * (uint64_t)cap;
     z->offered++;
     size_t slot;
     if (z->ring_n < cap) {
