@@ -674,6 +674,14 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
         return EW_ERR;
     }
     ewp_rng_seed(z->rng, (uint64_t)cfg->seed ^ 0x5265736572766f69ull);
+    /* A frozen forest learnt here (no retraining) has a score calibrated against
+     * the limit learnt from its training rows (0.5 at the limit): keep it under
+     * calibrate = auto, as a plant monitor's limit should stay. A retrained one
+     * follows the process, and so leaves its raw statistic to the host's rolling
+     * likelihood, which follows it too. */
+    if (!cfg->model && cfg->retrain_every == 0 && cfg->contamination > 0 &&
+        EW_HOST_HAS(host, set_score_calibrated))
+        host->set_score_calibrated(node, true);
     if (rc == EW_OK) {
         z->threshold = s_threshold(z, z->forest);
         host->log(node, EW_LOG_INFO, "loaded %s: %u trees over %zu channels, threshold %.6g; "
