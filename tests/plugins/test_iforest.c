@@ -261,6 +261,12 @@ START_TEST(calibrated_score_is_half_at_the_learnt_limit)
     char *dir = ptest_tmpdir("ew-iforest");
     const char *const kv[] = {"retrain_every", "0", NULL};
     ew_harness *h = s_make(dir, 2, s_two, kv, NULL);
+    /* Frozen: its own score is declared calibrated; retrained (the default):
+     * left to the host's likelihood. */
+    ck_assert(ew_harness_score_calibrated(h));
+    ew_harness *r = s_make(dir, 2, (const char *[]){"x", "y"}, NULL, NULL);
+    ck_assert(!ew_harness_score_calibrated(r));
+    ew_harness_destroy(&r);
     double *v = s_normal(4000, 2, 23);
     s_process(h, 500, v);
     s_process(h, 3000, v + 1000);
