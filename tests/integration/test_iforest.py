@@ -7,6 +7,7 @@ training."""
 import glob
 import json
 import os
+import shutil
 import random
 import textwrap
 import time
@@ -59,19 +60,24 @@ class IforestTest(ewtest.EdgewatchTest):
     def state_files(self, pattern="forest.bin"):
         return glob.glob(os.path.join(self.state_dir, "**", pattern), recursive=True)
 
+    def clear_state(self):
+        """Removes every node's state (the forest, and the host's scoring state)."""
+        for entry in os.listdir(self.state_dir):
+            shutil.rmtree(os.path.join(self.state_dir, entry), ignore_errors=True)
+
     def test_restart_after_sigkill_scores_from_the_first_sample(self):
         # Run 1, paced so that it is still running when the model is saved.
         proc = self.start("run", self.config(rate=1000))
         self.wait_for(lambda: self.state_files(), proc, "the model file", timeout=60)
         # Let some samples be scored with the trained model, then kill it hard.
-        self.wait_for(lambda: any(l["score"] > 0 for l in self.lines()), proc, "scored samples",
-                      timeout=60)
+        self.wait_for(lambda: any((l["score"] or 0) > 0 for l in self.lines()), proc,
+                      "scored samples", timeout=60)
         time.sleep(0.3)
         proc.kill()
         first = self.lines()
-        learnt = [i for i, l in enumerate(first) if l["score"] > 0]
+        learnt = [i for i, l in enumerate(first) if (l["score"] or 0) > 0]
         self.assertTrue(learnt, "run 1 scored nothing with its model")
-        # While learning: no score (0 until the host marks learning rows), no
+        # While learning: no score (the host writes learning rows empty), no
         # anomaly, no path length.
         self.assertTrue(all(not l["score"] and not l["anomaly"] and
                             l["values"]["path_length"] is None for l in first[:TRAIN]))
@@ -83,7 +89,8 @@ class IforestTest(ewtest.EdgewatchTest):
         self.assertNotIn("learning the model", r.stderr)
         second = self.lines()
         self.assertEqual(len(second), ROWS)
-        self.assertTrue(all(l["score"] > 0 for l in second), "run 2 did not score from sample 0")
+        self.assertTrue(all((l["score"] or 0) > 0 for l in second),
+                        "run 2 did not score from sample 0")
         for i in learnt:
             self.assertEqual(second[i]["score"], first[i]["score"], "row %d" % i)
             self.assertEqual(second[i]["anomaly"], first[i]["anomaly"], "row %d" % i)
@@ -144,6 +151,7 @@ class IforestTest(ewtest.EdgewatchTest):
             retrain_every = 300
             learn_anomalies = true
             background = false
+            calibrate = none
 
             [sink.out]
             plugin = jsonl
@@ -152,8 +160,7 @@ class IforestTest(ewtest.EdgewatchTest):
             """) % (self.csv, self.out))
         runs = []
         for _ in range(2):
-            for f in self.state_files():
-                os.unlink(f)
+            self.clear_state()
             if os.path.exists(self.out):
                 os.unlink(self.out)
             r = self.cli("run", config, timeout=120)
@@ -198,8 +205,7 @@ class IforestTest(ewtest.EdgewatchTest):
             """) % (self.csv, self.out))
         runs = []
         for _ in range(2):
-            for f in self.state_files():
-                os.unlink(f)
+            self.clear_state()
             if os.path.exists(self.out):
                 os.unlink(self.out)
             r = self.cli("run", config, timeout=300)
@@ -210,8 +216,12 @@ class IforestTest(ewtest.EdgewatchTest):
         self.assertEqual(runs[0], runs[1], "two replays of the same file differ")
         lines = [json.loads(l) for l in runs[0].splitlines()]
         self.assertEqual(len(lines), 6000)
-        # 500 rows learnt (train_samples' default), then every row scored.
-        self.assertTrue(all(l["score"] > 0 for l in lines[500:]))
+        # 500 rows learnt (train_samples' default, empty scores), then every row
+        # scored by a forest (its path length; the score is the host's, which
+        # warms up first).
+        self.assertTrue(all(l["score"] is None for l in lines[:500]))
+        self.assertTrue(all(l["values"]["path_length"] is not None for l in lines[500:]))
+        self.assertTrue(any(l["score"] is not None for l in lines[500:]))
 
     def lines(self):
         # A SIGKILL may cut the last line: only complete ones count.

@@ -86,6 +86,7 @@ class SklearnTest(ewtest.EdgewatchTest):
             plugin = iforest
             input = rows
             model = %s
+            calibrate = none
             %s
 
             [sink.out]
