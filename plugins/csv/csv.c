@@ -33,6 +33,8 @@
 #define S_MAX_LAG_NS 1000000000LL
 /* Longest excerpt of a bad cell quoted in a log line. */
 #define S_SHOWN 40
+/* Bytes read from the file at a time. */
+#define S_READ_BLOCK 65536
 
 /* Returns of s_read_line besides a length. */
 enum { S_LINE_EOF = -1, S_LINE_ERR = -2, S_LINE_LONG = -3 };
@@ -66,6 +68,8 @@ typedef struct csv {
     size_t linecap;
     size_t linelen;
     size_t nul_at;        /* offset + 1 of the first NUL byte in the line, 0 = none */
+    char *rbuf;           /* S_READ_BLOCK bytes read ahead; [rpos, rlen) not consumed yet */
+    size_t rpos, rlen;
     unsigned long long lineno; /* line number of the line in `line` */
     char delim;
     size_t nfields;       /* fields per row, from the header */
@@ -157,6 +161,7 @@ static void s_destroy(void *self)
     if (c->fp)
         fclose(c->fp);
     free(c->line);
+    free(c->rbuf);
     if (c->names)
         for (size_t i = 0; i < c->nfields; i++)
             free(c->names[i]);
@@ -196,38 +201,59 @@ static int s_grow(csv *c, size_t need)
  * never grows past max_line, so one bad line cannot exhaust memory. */
 static ssize_t s_read_line(csv *c)
 {
-    FILE *fp = c->fp;
     const size_t max = (size_t)c->cfg->max_line;
     size_t len = 0;
-    bool too_long = false;
-    int ch;
+    bool too_long = false, any = false;
     c->nul_at = 0;
-    errno = 0;
-    while ((ch = getc_unlocked(fp)) != EOF && ch != '\n') {
-        if (too_long)
-            continue;
-        if (len >= max) {
+    for (;;) {
+        if (c->rpos == c->rlen) {
+            if (!c->rbuf && !(c->rbuf = malloc(S_READ_BLOCK))) {
+                c->host->set_error(c->node, "%s:%llu: out of memory", c->cfg->path,
+                                   c->lineno + 1);
+                return S_LINE_ERR;
+            }
+            errno = 0;
+            c->rpos = 0;
+            c->rlen = fread(c->rbuf, 1, S_READ_BLOCK, c->fp);
+            if (c->rlen == 0) {
+                if (ferror(c->fp)) {
+                    c->host->set_error(c->node, "reading %s failed after line %llu: %s",
+                                       c->cfg->path, c->lineno, strerror(errno ? errno : EIO));
+                    return S_LINE_ERR;
+                }
+                if (!any)
+                    return S_LINE_EOF;
+                break; /* a last line without LF */
+            }
+        }
+        any = true;
+        char *start = c->rbuf + c->rpos;
+        size_t avail = c->rlen - c->rpos;
+        char *nl = memchr(start, '\n', avail);
+        size_t seg = nl ? (size_t)(nl - start) : avail;
+        c->rpos += seg + (nl ? 1 : 0);
+        if (!too_long && seg > max - len)
             too_long = true;
-            continue;
+        if (!too_long && seg) {
+            if (s_grow(c, len + seg) < 0) {
+                c->host->set_error(c->node,
+                                   "%s:%llu: out of memory holding a line of more than %zu "
+                                   "bytes; lower max_line (now %zu) or give the process more "
+                                   "memory",
+                                   c->cfg->path, c->lineno + 1, len, max);
+                return S_LINE_ERR;
+            }
+            memcpy(c->line + len, start, seg);
+            if (!c->nul_at) {
+                const char *z = memchr(start, '\0', seg);
+                if (z)
+                    c->nul_at = len + (size_t)(z - start) + 1;
+            }
+            len += seg;
         }
-        if (len + 1 >= c->linecap && s_grow(c, len + 1) < 0) {
-            c->host->set_error(c->node,
-                               "%s:%llu: out of memory holding a line of more than %zu bytes; "
-                               "lower max_line (now %zu) or give the process more memory",
-                               c->cfg->path, c->lineno + 1, len, max);
-            return S_LINE_ERR;
-        }
-        if (ch == '\0' && !c->nul_at)
-            c->nul_at = len + 1;
-        c->line[len++] = (char)ch;
+        if (nl)
+            break;
     }
-    if (ch == EOF && ferror(fp)) {
-        c->host->set_error(c->node, "reading %s failed after line %llu: %s", c->cfg->path,
-                           c->lineno, strerror(errno ? errno : EIO));
-        return S_LINE_ERR;
-    }
-    if (ch == EOF && len == 0 && !too_long)
-        return S_LINE_EOF;
     c->lineno++;
     if (too_long)
         return S_LINE_LONG;
