@@ -18,6 +18,7 @@
 #include "ewplug.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -542,6 +543,11 @@ static int s_read_header(csv *c)
     if (count < 0) {
         c->host->set_error(c->node, "%s:%llu: cannot read the header line: %s", c->cfg->path,
                            c->lineno, why);
+        return EW_EINVAL;
+    }
+    if (count > INT_MAX / 4) { /* fields are numbered with int */
+        c->host->set_error(c->node, "%s:%llu: the header has %ld fields; at most %d are read",
+                           c->cfg->path, c->lineno, count, INT_MAX / 4);
         return EW_EINVAL;
     }
     c->nfields = (size_t)count;

@@ -534,7 +534,16 @@ START_TEST(out_of_memory_is_an_error_not_the_end)
 {
     /* A 256 MiB line with memory limited to 64 MiB more than in use now: the
      * line cannot be held, which must stop the source with an error rather
-     * than end the stream as if the file were complete. */
+     * than end the stream as if the file were complete. AddressSanitizer
+     * reserves terabytes of address space and aborts on a failed malloc, so
+     * the sanitizer build leaves this case to the normal one. */
+#if defined(__SANITIZE_ADDRESS__)
+    return;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return;
+#endif
+#endif
     FILE *f = fopen(s_path, "w");
     ck_assert_ptr_nonnull(f);
     fputs("timestamp,a\n2026-01-01 00:00:00,1\n2026-01-01 00:00:01,", f);
