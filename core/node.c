@@ -343,8 +343,20 @@ static void s_api_counter_add(ew_counter *c, uint64_t delta)
         atomic_fetch_add_explicit(&c->value, delta, memory_order_relaxed);
 }
 
+static bool s_ctl_handle(ew_node *n);
+
+/* Also reads a stop that is waiting on the control socket, so that a plugin
+ * blocked inside one callback (a detector waiting for its training to be put in
+ * use) sees it; only on the node's own thread, since the socket is not
+ * thread-safe: another thread (a training thread) sees the flags alone. */
 static bool s_api_stopping(ew_node *n)
 {
+    if (!n->stop_requested && !n->abort_requested && n->ctl && n->thread_started &&
+        pthread_equal(pthread_self(), n->thread)) {
+        zmq_pollitem_t item = {n->ctl, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, 0) > 0)
+            (void)s_ctl_handle(n);
+    }
     return n->stop_requested || n->abort_requested;
 }
 
