@@ -98,8 +98,16 @@ def whole_json_lines(path):
     written ([] before it exists): a last line without its newline is left out."""
     if not os.path.exists(path):
         return []
+    out = []
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.endswith("\n")]
+        for n, line in enumerate(f, 1):
+            if not line.endswith("\n"):
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError as e:
+                raise AssertionError("%s:%d is not a JSON line (%s): %r" % (path, n, e, line[:300]))
+    return out
 
 
 def count_lines(path):
