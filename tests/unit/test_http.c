@@ -171,7 +171,15 @@ START_TEST(test_get_health_with_client)
     snprintf(url, sizeof url, "%s/metrics", fx.url);
     ck_assert_int_eq(http_get(url, 2000, &status, body, sizeof body, fx.err, sizeof fx.err), 0);
     ck_assert_int_eq(status, 200);
-    ck_assert_str_eq(body, "edgewatch_up 1\n");
+    /* The handler's text, then the server's own process gauge (the RSS). */
+    char metrics[1024];
+    ck_assert_int_eq(http_get(url, 2000, &status, metrics, sizeof metrics, fx.err, sizeof fx.err), 0);
+    ck_assert_int_eq(status, 200);
+    ck_assert_msg(strncmp(metrics, "edgewatch_up 1\n# HELP edgewatch_process_resident_bytes ", 55) == 0, "%s",
+                  metrics);
+    const char *rss = strstr(metrics, "\nedgewatch_process_resident_bytes ");
+    ck_assert_ptr_nonnull(rss);
+    ck_assert_int_gt(strtoll(rss + 34, NULL, 10), 1 << 20);
 
     /* Without a scheme, and with a query string the handler never sees. */
     snprintf(url, sizeof url, "127.0.0.1:%u/health?verbose=1", fx.port);
