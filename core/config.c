@@ -96,6 +96,12 @@ static char *s_reader(char *str, int num, void *stream)
     if (n < 0)
         return NULL;
     p->line++;
+    /* Editors on Windows start UTF-8 files with a byte order mark: drop it here,
+     * so the section header after it is seen by this reader as by inih. */
+    if (p->line == 1 && n >= 3 && memcmp(p->buf, "\xEF\xBB\xBF", 3) == 0) {
+        memmove(p->buf, p->buf + 3, (size_t)n - 2);
+        n -= 3;
+    }
     /* The newline does not count: a line of num - 2 characters plus '\n' fits in str. */
     ssize_t chars = n > 0 && p->buf[n - 1] == '\n' ? n - 1 : n;
     if (chars > num - 2) {
@@ -175,8 +181,12 @@ static int s_handler(void *user, const char *section, const char *name, const ch
         s_fail(p, p->line, section, name, experr);
         return 1;
     }
-    if (p->line_indented && sec->count > 0 && strcmp(sec->entries[sec->count - 1].key, name) == 0) {
-        /* A continuation line: inih hands it over as the same key again. */
+    if (p->line_indented && sec->count > 0 &&
+        strncmp(sec->entries[sec->count - 1].key, name, strlen(name)) == 0) {
+        /* A continuation line: inih hands it over as the same key again, but
+         * cut to the 49 characters it remembers of a key, so a prefix match
+         * is the match (inih takes every indented line after a key as its
+         * continuation, so no other key can be meant). */
         config_entry *last = &sec->entries[sec->count - 1];
         size_t a = strlen(last->value), b = strlen(expanded);
         char *joined = realloc(last->value, a + b + 2);

@@ -343,8 +343,20 @@ static void s_api_counter_add(ew_counter *c, uint64_t delta)
         atomic_fetch_add_explicit(&c->value, delta, memory_order_relaxed);
 }
 
+static bool s_ctl_handle(ew_node *n);
+
+/* Also reads a stop that is waiting on the control socket, so that a plugin
+ * blocked inside one callback (a detector waiting for its training to be put in
+ * use) sees it; only on the node's own thread, since the socket is not
+ * thread-safe: another thread (a training thread) sees the flags alone. */
 static bool s_api_stopping(ew_node *n)
 {
+    if (!n->stop_requested && !n->abort_requested && n->ctl && n->thread_started &&
+        pthread_equal(pthread_self(), n->thread)) {
+        zmq_pollitem_t item = {n->ctl, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, 0) > 0)
+            (void)s_ctl_handle(n);
+    }
     return n->stop_requested || n->abort_requested;
 }
 
@@ -721,6 +733,31 @@ static long s_timeout_ms(int64_t deadline, int64_t now)
     return ms > 1000 ? 1000 : (long)ms;
 }
 
+/* What a data callback's failure means for the node. EW_ERR is the plugin's fatal
+ * error; EW_ESTOP while the host is stopping at once is a normal stop. Any other
+ * code (EW_EINVAL, EW_ENOENT, a positive value, EW_EAGAIN where no retry is
+ * defined) is not one the SDK allows there: a plugin fault, reported with the code
+ * and treated as fatal, so that the node is marked failed and the graph stops
+ * instead of stalling behind a node that no longer reads. */
+static int s_callback_failed(ew_node *n, const char *what, int rc)
+{
+    if (rc == EW_ESTOP && n->abort_requested)
+        return EW_ESTOP;
+    if (rc == EW_ERR) {
+        if (!n->error[0])
+            snprintf(n->error, sizeof n->error, "%s returned EW_ERR without a message", what);
+        return EW_ERR;
+    }
+    char detail[300];
+    size_t len = strnlen(n->error, sizeof detail - 1);
+    memcpy(detail, n->error, len);
+    detail[len] = '\0';
+    snprintf(n->error, sizeof n->error,
+             "plugin fault: %s returned %d, a code the SDK does not allow there (see docs/abi.md)%s%s", what, rc,
+             detail[0] ? "; its message: " : "", detail);
+    return EW_ERR;
+}
+
 /* A source: produce on schedule or when its fd is readable, until EOF or stop. */
 static int s_run_source(ew_node *n)
 {
@@ -767,9 +804,7 @@ static int s_run_source(ew_node *n)
             } else if (rc == EW_ESTOP || n->abort_requested) {
                 return n->abort_requested ? EW_ESTOP : EW_OK;
             } else {
-                if (!n->error[0])
-                    snprintf(n->error, sizeof n->error, "produce returned %d", rc);
-                return EW_ERR;
+                return s_callback_failed(n, "produce", rc);
             }
             if (d->poll_fd)
                 fd = d->poll_fd(n->self);
@@ -836,11 +871,8 @@ static int s_detect(ew_node *n, const ew_batch *in)
     n->error[0] = '\0';
     int rc = n->plugin.desc->process(n->self, in, &out);
     s_add(&n->m.busy_ns, (uint64_t)(s_mono() - t0));
-    if (rc != EW_OK) {
-        if (!n->error[0])
-            snprintf(n->error, sizeof n->error, "process returned %d", rc);
-        return rc == EW_EAGAIN ? EW_ERR : rc;
-    }
+    if (rc != EW_OK)
+        return s_callback_failed(n, "process", rc);
     /* Scores and events go out in stream order: this batch, then what it opened or
      * closed, queued meanwhile. */
     uint64_t opened = 0;
@@ -955,11 +987,8 @@ static int s_sink_call(ew_node *n, const ew_batch *b, const ew_event *ev)
             return EW_OK;
         }
         const char *what = b ? "consume" : "consume_event";
-        if (rc != EW_EAGAIN) {
-            if (!n->error[0])
-                snprintf(n->error, sizeof n->error, "%s returned %d", what, rc);
-            return rc;
-        }
+        if (rc != EW_EAGAIN)
+            return s_callback_failed(n, what, rc);
         int64_t retry_at = s_transient(n, what);
         /* Wait for the retry time, listening only to control: inputs stay unread,
          * so upstream blocks instead of losing data. */

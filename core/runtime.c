@@ -116,18 +116,32 @@ static void s_tell(void *ctl, const char *msg)
     zmq_send(ctl, msg, strlen(msg), ZMQ_DONTWAIT);
 }
 
-/* Waits for a node's reply to its start: true when it is READY. */
-static bool s_wait_ready(runtime *rt, void *ctl, int sfd, bool *signalled)
+/* Waits for a node's reply to its start: true when it is READY. A signal meanwhile
+ * is honoured at once: the node then has shutdown_timeout to finish its init
+ * (a csv source opening a FIFO nobody writes may never), after which the process
+ * exits 1 without it, since a thread stuck in a plugin's init cannot be joined.
+ * Nothing has flowed yet, so nothing accepted is lost. */
+static bool s_wait_ready(runtime *rt, const ew_node *n, void *ctl, int sfd, bool *signalled)
 {
+    int64_t deadline = 0;
     for (;;) {
         zmq_pollitem_t items[2] = {{ctl, 0, ZMQ_POLLIN, 0}, {NULL, sfd, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, 2, -1) < 0 && errno != EINTR)
+        if (zmq_poll(items, 2, *signalled ? 100 : -1) < 0 && errno != EINTR)
             return false;
         if (items[1].revents & ZMQ_POLLIN) {
             struct signalfd_siginfo si;
-            if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
-                log_write(rt->log, EW_LOG_WARN, NULL, "signal %d during start-up: stopping", (int)si.ssi_signo);
+            while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+                if (si.ssi_signo == SIGHUP)
+                    continue;
+                if (*signalled) {
+                    log_write(rt->log, EW_LOG_WARN, NULL, "second signal (%s) during start-up: exiting at once",
+                              strsignal((int)si.ssi_signo));
+                    _exit(1);
+                }
+                log_write(rt->log, EW_LOG_WARN, NULL, "%s during start-up: stopping (node %s is starting)",
+                          strsignal((int)si.ssi_signo), n->g->name);
                 *signalled = true;
+                deadline = s_clock(CLOCK_MONOTONIC) + rt->g->settings.shutdown_timeout_ns;
             }
         }
         if (items[0].revents & ZMQ_POLLIN) {
@@ -136,6 +150,13 @@ static bool s_wait_ready(runtime *rt, void *ctl, int sfd, bool *signalled)
             if (len > 0)
                 msg[len < (int)sizeof msg - 1 ? len : (int)sizeof msg - 1] = '\0';
             return strcmp(msg, NODE_MSG_READY) == 0;
+        }
+        if (*signalled && s_clock(CLOCK_MONOTONIC) > deadline) {
+            log_write(rt->log, EW_LOG_ERROR, n->g->name,
+                      "still starting (in the plugin's init) %.1f s after the signal (shutdown_timeout): exiting "
+                      "without it; nothing had been accepted yet",
+                      (double)rt->g->settings.shutdown_timeout_ns / 1e9);
+            _exit(1);
         }
     }
 }
@@ -219,7 +240,7 @@ int runtime_run(runtime *rt, const sigset_t *signals)
         }
         n->thread_started = true;
         started++;
-        if (!s_wait_ready(rt, ctl[i], sfd, &signalled)) {
+        if (!s_wait_ready(rt, n, ctl[i], sfd, &signalled)) {
             log_write(rt->log, EW_LOG_ERROR, n->g->name, "%s %s failed to start: %s",
                       graph_kind_name(n->g->kind), n->g->plugin, n->error[0] ? n->error : "no detail given");
             start_failed = true;

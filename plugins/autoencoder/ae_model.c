@@ -188,7 +188,7 @@ static int s_compare(const ae_settings *got, const ae_settings *want, char *err,
     }
 #define S_CMP_D(field, what)                                                                          \
     if (got->field != want->field) {                                                              \
-        s_err(err, errlen, "it was learnt with %s = %.17g, the config has %.17g", what, got->field, \
+        s_err(err, errlen, "it was learnt with %s = %.15g, the config has %.15g", what, got->field, \
               want->field);                                                                         \
         return -1;                                                                                  \
     }

@@ -134,7 +134,7 @@ double ae_net_error(const ae_net *net, const double *x, double *scratch)
 }
 
 void ae_net_error_block(const ae_net *net, const double *xt, size_t count, double *errors,
-                        double *scratch)
+                        double *sq, double *scratch)
 {
     enum { B = AE_BLOCK };
     double *a = scratch, *b = scratch + net->max_width * B;
@@ -171,6 +171,11 @@ void ae_net_error_block(const ae_net *net, const double *xt, size_t count, doubl
             double e = in[j * B + s] - xt[j * B + s];
             sum[s] += e * e;
         }
+        if (sq)
+            for (size_t s = 0; s < B; s++) {
+                double e = in[j * B + s] - xt[j * B + s];
+                sq[j * B + s] = e * e;
+            }
     }
     for (size_t s = 0; s < count; s++)
         errors[s] = sum[s] / (double)d;

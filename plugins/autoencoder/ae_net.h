@@ -73,9 +73,11 @@ double ae_net_error(const ae_net *net, const double *x, double *scratch);
 /* ae_net_error of `count` <= AE_BLOCK rows at once, bit-identical to it (same
  * operations in the same order), but with independent per-row chains the CPU
  * can overlap. xt is feature-major: value j of row s at xt[j * AE_BLOCK + s].
- * `scratch` holds 2 * net->max_width * AE_BLOCK doubles. */
+ * When sq is not NULL it receives each value's squared error, feature-major like
+ * xt (the per-channel attribution). `scratch` holds 2 * net->max_width * AE_BLOCK
+ * doubles. */
 void ae_net_error_block(const ae_net *net, const double *xt, size_t count, double *errors,
-                        double *scratch);
+                        double *sq, double *scratch);
 
 /* Trains `net` on n standardised rows of width[0] values (row-major): Glorot/He
  * initialisation, a seeded shuffle split into training and held-out rows, then

@@ -16,7 +16,7 @@ static const char s_magic[8] = {'E', 'W', 'I', 'F', 'O', 'R', 'S', 'T'};
 
 enum {
     S_HEADER_SIZE = 48,
-    S_HEADER_SIZE_V2 = 56, /* version 2: + u32 window, u32 reserved */
+    S_HEADER_SIZE_V2 = 56, /* version 2: + u32 window, u32 reserved; version 3: u32 meta length */
     S_TREE_HEADER_SIZE = 8,
     S_NODE_SIZE = 32,
 };
@@ -75,6 +75,14 @@ void ifo_free(ifo_forest **f)
     free((*f)->nodes);
     free((*f)->leaf_value);
     free((*f)->node_samples);
+    free((*f)->center);
+    free((*f)->scale);
+    free((*f)->lo);
+    free((*f)->hi);
+    free((*f)->unit);
+    free((*f)->flo);
+    free((*f)->fhi);
+    free((*f)->meta);
     free(*f);
     *f = NULL;
 }
@@ -92,9 +100,151 @@ static ifo_forest *s_alloc(uint32_t nf, uint32_t n_trees, size_t total_nodes)
     f->nodes = calloc(total_nodes, sizeof *f->nodes);
     f->leaf_value = calloc(total_nodes, sizeof *f->leaf_value);
     f->node_samples = calloc(total_nodes, sizeof *f->node_samples);
-    if (!f->tree_start || !f->tree_depth || !f->nodes || !f->leaf_value || !f->node_samples)
+    f->center = malloc(nf * sizeof *f->center);
+    f->scale = malloc(nf * sizeof *f->scale);
+    f->lo = malloc(nf * sizeof *f->lo);
+    f->hi = malloc(nf * sizeof *f->hi);
+    f->unit = malloc(nf * sizeof *f->unit);
+    f->flo = malloc(nf * sizeof *f->flo);
+    f->fhi = malloc(nf * sizeof *f->fhi);
+    if (!f->tree_start || !f->tree_depth || !f->nodes || !f->leaf_value || !f->node_samples ||
+        !f->center || !f->scale || !f->lo || !f->hi || !f->unit || !f->flo || !f->fhi) {
         ifo_free(&f);
+        return NULL;
+    }
+    for (uint32_t k = 0; k < nf; k++) {
+        f->center[k] = 0;
+        f->scale[k] = 1;
+        f->lo[k] = f->hi[k] = NAN;
+        f->flo[k] = f->fhi[k] = NAN;
+        f->unit[k] = 1;
+    }
     return f;
+}
+
+int ifo_set_meta(ifo_forest *f, const char *text)
+{
+    size_t len = strlen(text);
+    if (len > IFO_META_MAX)
+        return -1;
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, text, len + 1);
+    free(f->meta);
+    f->meta = copy;
+    f->meta_len = (uint32_t)len;
+    return 0;
+}
+
+/* Without stored ranges (scikit-learn's forests, formats 1 and 2), a column's
+ * range is that of its split thresholds, and its unit a quarter of it: about
+ * a standard deviation for data spread like a Gaussian's. */
+static void s_ranges_from_thresholds(ifo_forest *f)
+{
+    for (uint32_t k = 0; k < f->n_features; k++)
+        f->lo[k] = f->hi[k] = NAN;
+    for (uint32_t t = 0; t < f->n_trees; t++) {
+        for (uint32_t a = f->tree_start[t]; a < f->tree_start[t + 1]; a++) {
+            const ifo_node *nd = &f->nodes[a];
+            if (nd->child == a - f->tree_start[t])
+                continue; /* a leaf */
+            uint32_t k = nd->feature;
+            if (!(nd->thr >= f->lo[k]))
+                f->lo[k] = nd->thr;
+            if (!(nd->thr <= f->hi[k]))
+                f->hi[k] = nd->thr;
+        }
+    }
+    for (uint32_t k = 0; k < f->n_features; k++) {
+        double span = f->hi[k] - f->lo[k];
+        f->unit[k] = span > 0 && isfinite(span) ? span / 4 : INFINITY;
+    }
+}
+
+double ifo_max_tree_nodes(double psi, bool widened)
+{
+    if (!widened)
+        return 2.0 * psi - 1.0;
+    return ldexp(1.0, (int)ceil(log2(psi < 2 ? 2 : psi)) + 1) - 1.0;
+}
+
+double ifo_outside_fences(const ifo_forest *f, const double *x)
+{
+    double sum = 0;
+    for (uint32_t k = 0; k < f->n_features; k++) {
+        double lo = isnan(f->flo[k]) ? f->lo[k] : f->flo[k];
+        double hi = isnan(f->fhi[k]) ? f->hi[k] : f->fhi[k];
+        double d = x[k] > hi ? x[k] - hi : x[k] < lo ? lo - x[k] : 0;
+        d /= f->unit[k];
+        if (d > 0)
+            sum += d;
+    }
+    return sum;
+}
+
+double ifo_outside(const ifo_forest *f, const double *x, double *per)
+{
+    double sum = 0;
+    for (uint32_t k = 0; k < f->n_features; k++) {
+        double d = x[k] > f->hi[k] ? x[k] - f->hi[k] : x[k] < f->lo[k] ? f->lo[k] - x[k] : 0;
+        d /= f->unit[k];
+        if (!(d > 0)) /* NaN ranges and infinite units count nothing */
+            continue;
+        sum += d;
+        if (per)
+            per[k] += d;
+    }
+    return sum;
+}
+
+/* Adds one tree's isolation share of row r, which reached leaf a after
+ * recording the d features on its path. */
+static inline void s_share(const double *value, uint32_t a, const uint32_t *feats, unsigned d,
+                           double c, uint32_t n_trees, double *pr)
+{
+    double strength = 1.0 - value[a] / c;
+    if (!(strength > 0) || d == 0)
+        return;
+    double share = strength / ((double)n_trees * (double)d);
+    for (unsigned k = 0; k < d; k++)
+        pr[feats[k]] += share;
+}
+
+void ifo_path_features(const ifo_forest *f, const double *x, size_t n, double *per)
+{
+    const double c = ifo_average_path_length((double)f->sample_size);
+    const size_t nf = f->n_features;
+    if (!(c > 0))
+        return;
+    enum { W = 8 };
+    uint32_t feats[W][IFO_MAX_DEPTH];
+    /* Tree-major over chunks of rows, eight walks at once, as ifo_path_sums:
+     * one tree stays hot in the cache and the loads of the walks overlap. */
+    for (size_t b = 0; b < n; b += S_CHUNK) {
+        const size_t m = n - b < S_CHUNK ? n - b : S_CHUNK;
+        for (uint32_t t = 0; t < f->n_trees; t++) {
+            const ifo_node *tree = f->nodes + f->tree_start[t];
+            const double *value = f->leaf_value + f->tree_start[t];
+            const unsigned depth = f->tree_depth[t];
+            for (size_t r = b; r < b + m; r += W) {
+                const size_t w = b + m - r < W ? b + m - r : W;
+                uint32_t a[W] = {0};
+                unsigned d[W] = {0};
+                for (unsigned step = 0; step < depth; step++) {
+                    for (size_t k = 0; k < w; k++) {
+                        const ifo_node *nd = &tree[a[k]];
+                        if (nd->child == a[k])
+                            continue; /* at its leaf */
+                        feats[k][d[k]++] = nd->feature;
+                        a[k] = nd->child + (x[(r + k) * nf + nd->feature] > nd->thr);
+                    }
+                }
+                for (size_t k = 0; k < w; k++)
+                    s_share(value, a[k], feats[k], d[k], c, f->n_trees, per + (r + k) * nf);
+            }
+        }
+    }
 }
 
 /* sklearn: depths += node_indicator.sum(axis=1) + _average_path_length(n) - 1.0,
@@ -126,8 +276,8 @@ typedef struct s_task {
 } s_task;
 
 int ifo_train(ifo_forest **out, const double *x, size_t n, uint32_t nf, uint32_t n_trees,
-              uint64_t sample_size, uint64_t seed, const atomic_bool *stop, char *err,
-              size_t errlen)
+              uint64_t sample_size, double widen, uint64_t seed, const atomic_bool *stop,
+              char *err, size_t errlen)
 {
     *out = NULL;
     if (n < 1 || nf < 1 || n_trees < 1 || sample_size < 1 || n > UINT32_MAX / 2) {
@@ -137,7 +287,9 @@ int ifo_train(ifo_forest **out, const double *x, size_t n, uint32_t nf, uint32_t
     size_t psi = sample_size < n ? (size_t)sample_size : n;
     /* sklearn: max_depth = ceil(log2(max(max_samples_, 2))) */
     unsigned max_depth = (unsigned)ceil(log2((double)(psi < 2 ? 2 : psi)));
-    size_t per_tree = 2 * psi - 1;
+    /* With widened splits a side may be empty, so a tree can hold more nodes
+     * than 2 psi - 1 (but never more than a full tree of max_depth). */
+    size_t per_tree = (size_t)ifo_max_tree_nodes((double)psi, widen > 0);
     ifo_forest *f = s_alloc(nf, n_trees, per_tree * n_trees);
     size_t *perm = malloc(n * sizeof *perm);
     uint32_t *sample = malloc(psi * sizeof *sample);
@@ -203,9 +355,15 @@ int ifo_train(ifo_forest **out, const double *x, size_t n, uint32_t nf, uint32_t
                 s_make_leaf(f, at, task.node, task.depth, m);
                 continue;
             }
-            double thr = lo_v + ewp_rng_uniform(rng) * (hi_v - lo_v);
-            if (thr >= hi_v) /* rounding; sklearn moves it to the minimum likewise */
-                thr = lo_v;
+            double thr;
+            if (widen > 0) {
+                double span = hi_v - lo_v;
+                thr = (lo_v - widen * span) + ewp_rng_uniform(rng) * (1.0 + 2.0 * widen) * span;
+            } else {
+                thr = lo_v + ewp_rng_uniform(rng) * (hi_v - lo_v);
+                if (thr >= hi_v) /* rounding; sklearn moves it to the minimum likewise */
+                    thr = lo_v;
+            }
             uint32_t i = task.lo, j = task.hi;
             while (i < j) {
                 if (x[(size_t)sample[i] * nf + feature] <= thr) {
@@ -230,6 +388,18 @@ int ifo_train(ifo_forest **out, const double *x, size_t n, uint32_t nf, uint32_t
     f->tree_start[n_trees] = (uint32_t)used;
     s_finish(f, psi);
     f->threshold = 0.5;
+    /* The training range of each column, for ifo_outside. */
+    for (uint32_t k = 0; k < nf; k++) {
+        double lo = x[k], hi = x[k];
+        for (size_t i = 1; i < n; i++) {
+            double v = x[i * nf + k];
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+        }
+        f->lo[k] = lo;
+        f->hi[k] = hi;
+        f->unit[k] = 1;
+    }
     free(perm);
     free(sample);
     free(features);
@@ -319,24 +489,41 @@ double ifo_score_from_sum(const ifo_forest *f, double sum)
 
 int ifo_serialize(const ifo_forest *f, unsigned char **out, size_t *len)
 {
-    const bool v2 = f->window > 1;
-    const size_t header = v2 ? S_HEADER_SIZE_V2 : S_HEADER_SIZE;
-    size_t total = header + (size_t)f->n_trees * S_TREE_HEADER_SIZE +
+    const bool v3 = f->meta_len > 0 || (f->flags & IFO_FLAG_SCALED);
+    const bool v2 = !v3 && f->window > 1;
+    const size_t header = v2 || v3 ? S_HEADER_SIZE_V2 : S_HEADER_SIZE;
+    const size_t meta = v3 ? f->meta_len : 0;
+    const size_t ranges = (f->flags & IFO_FLAG_SCALED) ? 6 * (size_t)f->n_features * 8 : 0;
+    size_t total = header + meta + ranges + (size_t)f->n_trees * S_TREE_HEADER_SIZE +
                    (size_t)f->tree_start[f->n_trees] * S_NODE_SIZE;
     unsigned char *buf = calloc(1, total);
     if (!buf)
         return -1;
     memcpy(buf, s_magic, sizeof s_magic);
-    ew_le_put32(buf + 8, v2 ? IFO_FORMAT_VERSION_WINDOW : IFO_FORMAT_VERSION);
+    ew_le_put32(buf + 8, v3   ? IFO_FORMAT_VERSION_META
+                         : v2 ? IFO_FORMAT_VERSION_WINDOW
+                              : IFO_FORMAT_VERSION);
     ew_le_put32(buf + 12, f->flags);
     ew_le_put32(buf + 16, f->n_features);
     ew_le_put32(buf + 20, f->n_trees);
     ew_le_put64(buf + 24, f->sample_size);
     ew_le_put_f64(buf + 32, f->threshold);
     ew_le_put64(buf + 40, f->schema_hash);
-    if (v2)
+    if (v2 || v3)
         ew_le_put32(buf + 48, f->window);
+    if (v3)
+        ew_le_put32(buf + 52, (uint32_t)meta);
     unsigned char *p = buf + header;
+    if (meta) {
+        memcpy(p, f->meta, meta);
+        p += meta;
+    }
+    if (ranges) {
+        const double *arrays[6] = {f->center, f->scale, f->lo, f->hi, f->flo, f->fhi};
+        for (int a = 0; a < 6; a++)
+            for (uint32_t k = 0; k < f->n_features; k++, p += 8)
+                ew_le_put_f64(p, arrays[a][k]);
+    }
     for (uint32_t t = 0; t < f->n_trees; t++) {
         uint32_t start = f->tree_start[t], count = f->tree_start[t + 1] - start;
         ew_le_put32(p, count);
@@ -356,6 +543,13 @@ int ifo_serialize(const ifo_forest *f, unsigned char **out, size_t *len)
     return 0;
 }
 
+/* Value k of array `which` (0 center, 1 scale, 2 lo, 3 hi, 4 flo, 5 fhi) of a
+ * version 3 file. */
+static double s_range(const unsigned char *ranges, uint32_t nf, unsigned which, uint32_t k)
+{
+    return ew_le_get_f64(ranges + 8 * ((size_t)which * nf + k));
+}
+
 int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t errlen)
 {
     const unsigned char *b = data;
@@ -373,27 +567,34 @@ int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t 
     uint32_t nf = ew_le_get32(b + 16), n_trees = ew_le_get32(b + 20);
     uint64_t sample_size = ew_le_get64(b + 24);
     double threshold = ew_le_get_f64(b + 32);
-    if (version != IFO_FORMAT_VERSION && version != IFO_FORMAT_VERSION_WINDOW) {
-        s_err(err, errlen, "model format version %u, this edgewatch reads versions %d and %d",
-              (unsigned)version, IFO_FORMAT_VERSION, IFO_FORMAT_VERSION_WINDOW);
+    if (version != IFO_FORMAT_VERSION && version != IFO_FORMAT_VERSION_WINDOW &&
+        version != IFO_FORMAT_VERSION_META) {
+        s_err(err, errlen, "model format version %u, this edgewatch reads versions %d to %d",
+              (unsigned)version, IFO_FORMAT_VERSION, IFO_FORMAT_VERSION_META);
         return -1;
     }
-    const size_t header = version == IFO_FORMAT_VERSION ? S_HEADER_SIZE : S_HEADER_SIZE_V2;
-    uint32_t window = 1;
-    if (version == IFO_FORMAT_VERSION_WINDOW) {
+    size_t header = version == IFO_FORMAT_VERSION ? S_HEADER_SIZE : S_HEADER_SIZE_V2;
+    uint32_t window = 1, meta_len = 0;
+    if (version != IFO_FORMAT_VERSION) {
         if (len < S_HEADER_SIZE_V2) {
             s_err(err, errlen, "truncated: %zu bytes, shorter than the %d-byte header of "
-                  "version 2", len, S_HEADER_SIZE_V2);
+                  "version %u", len, S_HEADER_SIZE_V2, (unsigned)version);
             return -1;
         }
         window = ew_le_get32(b + 48);
-        if (window < 1 || nf % window != 0 || ew_le_get32(b + 52) != 0) {
+        uint32_t reserved = ew_le_get32(b + 52);
+        if (version == IFO_FORMAT_VERSION_META)
+            meta_len = reserved;
+        if (window < 1 || nf % window != 0 ||
+            (version == IFO_FORMAT_VERSION_WINDOW && reserved != 0)) {
             s_err(err, errlen, "window %u does not divide the %u features (or the reserved "
                   "field is not 0)", (unsigned)window, (unsigned)nf);
             return -1;
         }
     }
-    if (flags & ~IFO_FLAG_FLOAT32) {
+    const uint32_t known = version == IFO_FORMAT_VERSION_META ? IFO_FLAG_FLOAT32 | IFO_FLAG_SCALED
+                                                              : IFO_FLAG_FLOAT32;
+    if (flags & ~known) {
         s_err(err, errlen, "unknown flags 0x%x", (unsigned)flags);
         return -1;
     }
@@ -410,9 +611,45 @@ int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t 
         s_err(err, errlen, "threshold %g is not in [0, 1]", threshold);
         return -1;
     }
+    /* Version 3: the metadata text, then with IFO_FLAG_SCALED six arrays of
+     * nf doubles (center, scale, lo, hi, flo, fhi), before the trees. */
+    const unsigned char *meta = b + header, *ranges = NULL;
+    if (meta_len > IFO_META_MAX || meta_len > len - header) {
+        s_err(err, errlen, "metadata of %u bytes: longer than the file or than %u bytes",
+              (unsigned)meta_len, (unsigned)IFO_META_MAX);
+        return -1;
+    }
+    if (memchr(meta, 0, meta_len)) {
+        s_err(err, errlen, "metadata holds a NUL byte");
+        return -1;
+    }
+    header += meta_len;
+    if (flags & IFO_FLAG_SCALED) {
+        if ((len - header) / 48 < nf) {
+            s_err(err, errlen, "truncated in the scaling of the %u columns", (unsigned)nf);
+            return -1;
+        }
+        ranges = b + header;
+        header += (size_t)nf * 48;
+        for (uint32_t k = 0; k < nf; k++) {
+            double c = s_range(ranges, nf, 0, k), sc = s_range(ranges, nf, 1, k);
+            double lo = s_range(ranges, nf, 2, k), hi = s_range(ranges, nf, 3, k);
+            double flo = s_range(ranges, nf, 4, k), fhi = s_range(ranges, nf, 5, k);
+            if (!isfinite(c) || !(sc > 0) || !isfinite(sc) || !isfinite(lo) || !isfinite(hi) ||
+                lo > hi || !isfinite(flo) || !isfinite(fhi) || flo > fhi) {
+                s_err(err, errlen, "column %u: scaling (center %g, scale %g) or range [%g, %g] "
+                      "is not usable", (unsigned)k, c, sc, lo, hi);
+                return -1;
+            }
+        }
+    }
     /* Pass 1: walk the tree headers, trusting each count only as far as the
      * bytes that follow it, before any allocation. */
     size_t off = header, total_nodes = 0, max_nodes = 0;
+    if (off > len) {
+        s_err(err, errlen, "truncated before the first tree");
+        return -1;
+    }
     for (uint32_t t = 0; t < n_trees; t++) {
         if (len - off < S_TREE_HEADER_SIZE) {
             s_err(err, errlen, "truncated in the header of tree %u (byte %zu)", (unsigned)t, off);
@@ -451,6 +688,15 @@ int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t 
     f->window = window;
     f->threshold = threshold;
     f->schema_hash = ew_le_get64(b + 40);
+    if (meta_len) {
+        if (!(f->meta = malloc((size_t)meta_len + 1))) {
+            s_err(err, errlen, "out of memory for the metadata");
+            goto fail;
+        }
+        memcpy(f->meta, meta, meta_len);
+        f->meta[meta_len] = '\0';
+        f->meta_len = meta_len;
+    }
     /* Pass 2: breadth first from the root, so that each node is reached once and
      * the two children of a node get adjacent indices; the queue position is the
      * node's new index. No recursion: the depth is checked, never used as stack. */
@@ -532,6 +778,19 @@ int ifo_parse(ifo_forest **out, const void *data, size_t len, char *err, size_t 
     }
     f->tree_start[n_trees] = (uint32_t)used;
     s_finish(f, sample_size);
+    if (ranges) {
+        for (uint32_t k = 0; k < nf; k++) {
+            f->center[k] = s_range(ranges, nf, 0, k);
+            f->scale[k] = s_range(ranges, nf, 1, k);
+            f->lo[k] = s_range(ranges, nf, 2, k);
+            f->hi[k] = s_range(ranges, nf, 3, k);
+            f->flo[k] = s_range(ranges, nf, 4, k);
+            f->fhi[k] = s_range(ranges, nf, 5, k);
+            f->unit[k] = 1;
+        }
+    } else {
+        s_ranges_from_thresholds(f);
+    }
     free(queue);
     free(depth);
     free(seen);

@@ -8,14 +8,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Versions of the model format: 1 (scikit-learn's, a forest over single samples)
- * and 2 (adds the window: the forest's columns are the last `window` samples of
- * each channel). ifo_serialize writes 1 when the window is 1, so files for
- * scikit-learn's forests never change; ifo_parse reads both. */
+/* Versions of the model format: 1 (scikit-learn's, a forest over single samples),
+ * 2 (adds the window: the forest's columns are the last `window` samples of
+ * each channel) and 3 (adds a metadata text: the channel names in order and
+ * the options that shaped the model; and, with IFO_FLAG_SCALED, the scaling
+ * and the training range of every column). ifo_serialize writes 3 when there
+ * is metadata or scaling, else 1 or 2 as before; ifo_parse reads all three. */
 #define IFO_FORMAT_VERSION 1
 #define IFO_FORMAT_VERSION_WINDOW 2
+#define IFO_FORMAT_VERSION_META 3
 /* Flag: compare inputs rounded to float32, as scikit-learn's trees do. */
 #define IFO_FLAG_FLOAT32 1u
+/* Flag (version 3): inputs are scaled, (x - center) / scale per column, before
+ * the trees see them, and lo/hi (the training range, scaled) and the fences
+ * flo/fhi are stored. */
+#define IFO_FLAG_SCALED 2u
+/* Longest metadata text a model may hold. */
+#define IFO_META_MAX (1u << 20)
 /* Deepest tree a model may hold; scoring walks every tree this many steps at most.
  * scikit-learn's limit is ceil(log2(max_samples)), so 64 leaves ample room. */
 #define IFO_MAX_DEPTH 64
@@ -45,6 +54,21 @@ typedef struct ifo_forest {
     ifo_node *nodes;
     double *leaf_value;   /* per node: depth + c(n_node_samples) at a leaf, summed as sklearn does */
     uint64_t *node_samples; /* training samples that reached each node (kept for saving) */
+    /* Per column (n_features): with IFO_FLAG_SCALED the scaling and the scaled
+     * training range; otherwise center 0, scale 1, and lo/hi the smallest and
+     * largest split threshold on the column (NaN when never split on). */
+    double *center, *scale, *lo, *hi;
+    /* Per column, learnt forests: Tukey's fences of the training rows (scaled),
+     * the range of the own score's distance term; NaN = none (lo/hi apply). */
+    double *flo, *fhi;
+    /* Per column: the unit in which a value's distance outside [lo, hi] is
+     * counted by ifo_outside (1 when scaled; a quarter of hi - lo otherwise). */
+    double *unit;
+    /* A learnt forest's own score calibration (kept in its metadata): score =
+     * 1 / (1 + exp(-(raw - raw_limit) / raw_spread)); raw_spread 0 = none. */
+    double raw_limit, raw_spread;
+    char *meta;           /* metadata text (version 3), NUL-terminated, or NULL */
+    uint32_t meta_len;    /* its length without the NUL */
 } ifo_forest;
 
 /* Bytes one node of a grown forest takes: a tree of s samples has at most
@@ -59,11 +83,36 @@ double ifo_average_path_length(double n);
 uint64_t ifo_schema_hash(size_t count, const char *const *names);
 
 /* Grows a forest from n rows of nf values (row-major, all finite). Each tree is
- * grown from min(sample_size, n) rows drawn without replacement. Stops early
+ * grown from min(sample_size, n) rows drawn without replacement. A split's
+ * threshold is drawn uniformly over the node's range [lo, hi] widened by
+ * `widen` x (hi - lo) on each side (0 = scikit-learn's rule); a side that gets
+ * no sample is a leaf of 0 samples, so that values beyond what the node saw
+ * are isolated early. Records lo/hi per column (the range of x). Stops early
  * (returns -1 with "stopped") when *stop becomes true. Returns 0 or -1 with err. */
 int ifo_train(ifo_forest **out, const double *x, size_t n, uint32_t nf, uint32_t n_trees,
-              uint64_t sample_size, uint64_t seed, const atomic_bool *stop, char *err,
-              size_t errlen);
+              uint64_t sample_size, double widen, uint64_t seed, const atomic_bool *stop,
+              char *err, size_t errlen);
+
+/* Nodes a tree of `psi` samples can take at most when grown with widen > 0
+ * (a full tree of depth ceil(log2 psi)), or 2 psi - 1 with widen = 0. */
+double ifo_max_tree_nodes(double psi, bool widened);
+
+/* Sum over the columns of how far row x (as the trees see it) lies outside the
+ * column's [lo, hi], in the column's unit; per column in `per` when not NULL
+ * (n_features values, added to). */
+double ifo_outside(const ifo_forest *f, const double *x, double *per);
+
+/* As ifo_outside, but outside the fences [flo, fhi] where the forest has them. */
+double ifo_outside_fences(const ifo_forest *f, const double *x);
+
+/* For n rows, adds to per[row * n_features + column] each tree's share of the
+ * row's isolation: a tree whose path length h is below c(sample_size) gives
+ * (1 - h / c(sample_size)) / n_trees, split equally between the features of
+ * the splits on the row's path. */
+void ifo_path_features(const ifo_forest *f, const double *x, size_t n, double *per);
+
+/* Sets the metadata text (copied). Returns 0 or -1 (no memory, or too long). */
+int ifo_set_meta(ifo_forest *f, const char *text);
 
 /* Scores n rows of f->n_features finite values (already rounded to float32
  * when f->flags says so). sums[i] = the sum over trees of the path length, in

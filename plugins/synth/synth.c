@@ -81,6 +81,8 @@ typedef struct synth {
     double ns_per_sample;
     uint64_t late_resets;
     ew_counter *anomaly_counter;
+    bool stamped;           /* last_ts holds the previous sample's timestamp */
+    int64_t last_ts;
 } synth;
 
 static const ew_option s_options[] = {
@@ -280,6 +282,19 @@ static bool s_done(const synth *s)
     return s->cfg->count > 0 && s->n >= s->cfg->count;
 }
 
+/* Timestamps strictly increase: a coarse clock (or a fast loop within one
+ * tick, or the wall clock stepped back) would otherwise give several samples
+ * the same instant, which downstream cannot tell apart. Such a sample takes
+ * the nanosecond after the previous one. */
+static int64_t s_stamp(synth *s, int64_t ts)
+{
+    if (s->stamped && ts <= s->last_ts)
+        ts = s->last_ts + 1;
+    s->stamped = true;
+    s->last_ts = ts;
+    return ts;
+}
+
 static int s_produce(void *self, int64_t *wake_at)
 {
     synth *s = self;
@@ -291,7 +306,7 @@ static int s_produce(void *self, int64_t *wake_at)
     if (s->cfg->rate <= 0) {
         for (int i = 0; i < S_CHUNK && !s_done(s); i++) {
             s_generate(s);
-            int rc = host->emit(s->node, host->now(s->node), s->values);
+            int rc = host->emit(s->node, s_stamp(s, host->now(s->node)), s->values);
             if (rc != EW_OK)
                 return rc;
         }
@@ -330,7 +345,7 @@ static int s_produce(void *self, int64_t *wake_at)
         s_generate(s);
         /* `emitted` leaves the machine's timer lateness out of latency measurements. */
         int64_t ts = s->cfg->timestamps ? host->now(s->node) : wall - (mono - due);
-        int rc = host->emit(s->node, ts, s->values);
+        int rc = host->emit(s->node, s_stamp(s, ts), s->values);
         if (rc != EW_OK)
             return rc;
     }

@@ -27,8 +27,11 @@ def write_correlated_csv(path, rows, seed=1, breaks=()):
                 s // 3600, s // 60 % 60, s % 60, ms, a, b, c))
 
 
-def pipeline_body(csv_path, out_path, rate=0, train_samples=1000, extra=""):
-    """The nodes of csv -> autoencoder -> jsonl (flushed per line)."""
+def pipeline_body(csv_path, out_path, rate=0, train_samples=1000, extra="",
+                  model="window = 1\nlayers = 4, 1\n"):
+    """The nodes of csv -> autoencoder -> jsonl (flushed per line); `model` holds
+    the detector's shaping options ("" = the plugin's defaults), and
+    train_samples = None leaves that option at its default too."""
     return """
 [source.dev]
 plugin = csv
@@ -38,15 +41,16 @@ rate = %s
 [detector.%s]
 plugin = autoencoder
 input = dev
-layers = 4, 1
-train_samples = %d
+%s%s
 %s
 [sink.out]
 plugin = jsonl
 input = %s
 path = %s
 flush = line
-""" % (csv_path, rate, DETECTOR, train_samples, extra, DETECTOR, out_path)
+""" % (csv_path, rate, DETECTOR, model,
+       "" if train_samples is None else "train_samples = %d" % train_samples, extra, DETECTOR,
+       out_path)
 
 
 def model_path(state_dir):

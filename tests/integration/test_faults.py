@@ -7,6 +7,7 @@ with exit 1; on_full = drop drops and counts instead of blocking."""
 import json
 import os
 import re
+import signal
 import time
 
 import ewtest
@@ -28,6 +29,55 @@ class FaultTest(ewtest.EdgewatchTest):
 
     def config(self, body, **pipeline):
         return self.write_config(self.pipeline(plugin_path=FLAKY, **pipeline) + body)
+
+    def test_sigterm_while_a_node_is_stuck_in_init_is_honoured(self):
+        # A csv path that is a FIFO nobody writes blocks the source's init in
+        # open(): SIGTERM used to wait for ever. Now the stop is bounded by
+        # shutdown_timeout and says which node it left behind.
+        fifo = os.path.join(self.tmp, "never.csv")
+        os.mkfifo(fifo)
+        path = self.write_config(self.pipeline(shutdown_timeout="1s") + """
+[source.stuck]
+plugin = csv
+path = %s
+
+[sink.out]
+plugin = null
+input = stuck
+""" % fifo)
+        proc = self.start("run", path)
+        time.sleep(0.5)
+        self.assertTrue(proc.running(), proc.output())
+        t0 = time.monotonic()
+        proc.signal(signal.SIGTERM)
+        code = self.wait_exit(proc, 15)
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertEqual(code, ewtest.EXIT_RUNTIME, proc.output())
+        err = proc.stderr()
+        self.assertIn("during start-up: stopping (node stuck is starting)", err)
+        self.assertIn("[stuck] still starting (in the plugin's init)", err)
+
+    def test_a_return_code_the_sdk_does_not_allow_fails_the_node(self):
+        # EW_EINVAL (-6) and a positive value from consume used to end the sink's
+        # loop quietly: upstream then blocked for ever while /health said ok.
+        for code in (-6, 1):
+            with self.subTest(code=code):
+                path = self.config("""
+[source.gen]
+plugin = flaky
+count = 100000
+
+[sink.out]
+plugin = flaky
+input = gen
+fatal_after = 3
+return_code = %d
+""" % code)
+                proc = self.start("run", path)
+                self.assertEqual(self.wait_exit(proc, 30), ewtest.EXIT_RUNTIME, proc.output())
+                err = proc.stderr()
+                self.assertIn("plugin fault: consume returned %d, a code the SDK does not allow" % code, err)
+                self.assertIn("[out] finished (failed)", err)
 
     def test_only_events_on_a_sink_without_events_is_refused(self):
         path = self.write_config(self.pipeline(plugin_path="%s:%s" % (FLAKY, ewtest.PLUGIN_PATH)) + """

@@ -1,9 +1,13 @@
 """End to end: the iforest detector learns on the device, saves its model through
 the host's state files, scores from the first sample after a SIGKILL and a
-restart, relearns when the state file is corrupt, and shows `learning` in /health."""
+restart, relearns when the state file is corrupt, shows `learning` in /health,
+and replays a file to the same bytes on every run with its default background
+training."""
 
 import glob
+import json
 import os
+import shutil
 import random
 import textwrap
 import time
@@ -43,6 +47,7 @@ class IforestTest(ewtest.EdgewatchTest):
             plugin = iforest
             input = rows
             train_samples = %d
+            retrain_every = 0
             seed = 9
 
             [sink.out]
@@ -55,20 +60,26 @@ class IforestTest(ewtest.EdgewatchTest):
     def state_files(self, pattern="forest.bin"):
         return glob.glob(os.path.join(self.state_dir, "**", pattern), recursive=True)
 
+    def clear_state(self):
+        """Removes every node's state (the forest, and the host's scoring state)."""
+        for entry in os.listdir(self.state_dir):
+            shutil.rmtree(os.path.join(self.state_dir, entry), ignore_errors=True)
+
     def test_restart_after_sigkill_scores_from_the_first_sample(self):
         # Run 1, paced so that it is still running when the model is saved.
         proc = self.start("run", self.config(rate=1000))
         self.wait_for(lambda: self.state_files(), proc, "the model file", timeout=60)
         # Let some samples be scored with the trained model, then kill it hard.
-        self.wait_for(lambda: any(l["score"] > 0 for l in self.lines()), proc, "scored samples",
-                      timeout=60)
+        self.wait_for(lambda: any((l["score"] or 0) > 0 for l in self.lines()), proc,
+                      "scored samples", timeout=60)
         time.sleep(0.3)
         proc.kill()
         first = self.lines()
-        learnt = [i for i, l in enumerate(first) if l["score"] > 0]
+        learnt = [i for i, l in enumerate(first) if (l["score"] or 0) > 0]
         self.assertTrue(learnt, "run 1 scored nothing with its model")
-        # While learning: score 0, no anomaly, no path length.
-        self.assertTrue(all(l["score"] == 0 and not l["anomaly"] and
+        # While learning: no score (the host writes learning rows empty), no
+        # anomaly, no path length.
+        self.assertTrue(all(not l["score"] and not l["anomaly"] and
                             l["values"]["path_length"] is None for l in first[:TRAIN]))
 
         os.unlink(self.out)
@@ -78,7 +89,8 @@ class IforestTest(ewtest.EdgewatchTest):
         self.assertNotIn("learning the model", r.stderr)
         second = self.lines()
         self.assertEqual(len(second), ROWS)
-        self.assertTrue(all(l["score"] > 0 for l in second), "run 2 did not score from sample 0")
+        self.assertTrue(all((l["score"] or 0) > 0 for l in second),
+                        "run 2 did not score from sample 0")
         for i in learnt:
             self.assertEqual(second[i]["score"], first[i]["score"], "row %d" % i)
             self.assertEqual(second[i]["anomaly"], first[i]["anomaly"], "row %d" % i)
@@ -104,7 +116,7 @@ class IforestTest(ewtest.EdgewatchTest):
         self.assertRegex(r.stderr, r"forest\.bin.*corrupt|corrupt.*forest\.bin")
         self.assertIn("learning the model", r.stderr)
         lines = self.lines()
-        self.assertTrue(all(l["score"] == 0 for l in lines[:TRAIN]), "it did not relearn")
+        self.assertTrue(all(not l["score"] for l in lines[:TRAIN]), "it did not relearn")
         # (At full speed the stream may end before the new forest is grown: the
         # end of the stream waits for it and saves it.)
         self.assertEqual(len(self.state_files()), 1, "the relearnt model was not saved")
@@ -139,6 +151,7 @@ class IforestTest(ewtest.EdgewatchTest):
             retrain_every = 300
             learn_anomalies = true
             background = false
+            calibrate = none
 
             [sink.out]
             plugin = jsonl
@@ -147,8 +160,7 @@ class IforestTest(ewtest.EdgewatchTest):
             """) % (self.csv, self.out))
         runs = []
         for _ in range(2):
-            for f in self.state_files():
-                os.unlink(f)
+            self.clear_state()
             if os.path.exists(self.out):
                 os.unlink(self.out)
             r = self.cli("run", config, timeout=120)
@@ -160,13 +172,56 @@ class IforestTest(ewtest.EdgewatchTest):
         self.assertEqual(len(first), ROWS)
         self.assertEqual([l["score"] for l in first], [l["score"] for l in second])
         # 3 incomplete windows, then 500 training rows; scored from the next row on.
-        self.assertTrue(all(l["score"] == 0 for l in first[:503]))
+        self.assertTrue(all(not l["score"] for l in first[:503]))
         self.assertTrue(all(l["score"] > 0 for l in first[503:]))
         # Each planted outlier is in 4 windows; they stand out from the rest.
         spoilt = {i + k for i in range(199, ROWS, 200) for k in range(4)}
         outliers = [first[i]["score"] for i in range(599, ROWS, 200)]
         normal = sorted(l["score"] for i, l in enumerate(first) if i >= 503 and i not in spoilt)
         self.assertGreater(min(outliers), normal[int(len(normal) * 0.99)])
+
+    def test_replay_with_background_training_gives_the_same_bytes(self):
+        # The defaults (background = true, retraining every 100 samples, each
+        # retrained forest put in use apply_delay samples after its start):
+        # which forest scores a sample depends on the data only, so two replays
+        # at full speed write byte-identical output, every row scored.
+        self.csv = os.path.join(self.tmp, "in.csv")
+        write_csv(self.csv, rows=6000, seed=8)
+        self.out = os.path.join(self.tmp, "out.jsonl")
+        config = self.write_config(self.pipeline() + textwrap.dedent("""
+            [source.rows]
+            plugin = csv
+            path = %s
+
+            [detector.forest]
+            plugin = iforest
+            input = rows
+            trees = 200
+
+            [sink.out]
+            plugin = jsonl
+            input = forest
+            path = %s
+            """) % (self.csv, self.out))
+        runs = []
+        for _ in range(2):
+            self.clear_state()
+            if os.path.exists(self.out):
+                os.unlink(self.out)
+            r = self.cli("run", config, timeout=300)
+            self.assertExit(r, ewtest.EXIT_OK)
+            self.assertIn("model retrained", r.stderr)
+            with open(self.out, "rb") as f:
+                runs.append(f.read())
+        self.assertEqual(runs[0], runs[1], "two replays of the same file differ")
+        lines = [json.loads(l) for l in runs[0].splitlines()]
+        self.assertEqual(len(lines), 6000)
+        # 500 rows learnt (train_samples' default, empty scores), then every row
+        # scored by a forest (its path length; the score is the host's, which
+        # warms up first).
+        self.assertTrue(all(l["score"] is None for l in lines[:500]))
+        self.assertTrue(all(l["values"]["path_length"] is not None for l in lines[500:]))
+        self.assertTrue(any(l["score"] is not None for l in lines[500:]))
 
     def lines(self):
         # A SIGKILL may cut the last line: only complete ones count.

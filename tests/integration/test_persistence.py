@@ -120,10 +120,12 @@ class PersistenceTest(ewtest.EdgewatchTest):
         csv_path = os.path.join(self.tmp, "in.csv")
         peer.write_correlated_csv(csv_path, 1200)
         self.run_to_end(csv_path, os.path.join(self.tmp, "out1.jsonl"))
+        # Relearnt under on_model_mismatch = retrain; the default (refuse) is
+        # tested in test_autoencoder.py.
         _, err = self.run_to_end(csv_path, os.path.join(self.tmp, "out2.jsonl"),
-                                 extra="quantile = 0.95\n")
+                                 extra="quantile = 0.95\non_model_mismatch = retrain\n")
         self.assertRegex(err, r"model\.bin rejected \(learnt for another config\): it was learnt "
-                              r"with quantile = 0\.98999999999999999, the config has 0\.9499")
+                              r"with quantile = 0\.99, the config has 0\.95")
         self.assertIn("learning the model", err)
 
 

@@ -53,7 +53,7 @@ class SklearnTest(ewtest.EdgewatchTest):
         model = IsolationForest(random_state=0, **kw).fit(x)
         return model, x
 
-    def export(self, model, dump="pickle"):
+    def export(self, model, dump="pickle", columns=None):
         src = os.path.join(self.tmp, "model." + ("pkl" if dump == "pickle" else "joblib"))
         if dump == "pickle":
             with open(src, "wb") as f:
@@ -61,14 +61,15 @@ class SklearnTest(ewtest.EdgewatchTest):
         else:
             joblib.dump(model, src)
         dst = os.path.join(self.tmp, "model.forest")
-        r = subprocess.run([EXPORT, src, dst], capture_output=True, text=True, timeout=120)
+        cmd = [EXPORT] + (["--columns", columns] if columns else []) + [src, dst]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
         return dst
 
-    def run_edgewatch(self, rows, model_path, extra=""):
+    def run_edgewatch(self, rows, model_path, extra="", columns=CHANNELS, expect=ewtest.EXIT_OK):
         csv = os.path.join(self.tmp, "rows.csv")
         with open(csv, "w") as f:
-            f.write("timestamp," + ",".join(CHANNELS) + "\n")
+            f.write("timestamp," + ",".join(columns) + "\n")
             for i, row in enumerate(rows):
                 # repr() of a float reads back as the same double.
                 f.write("2026-01-01T00:%02d:%02d.%03dZ,%s\n" % (
@@ -85,6 +86,7 @@ class SklearnTest(ewtest.EdgewatchTest):
             plugin = iforest
             input = rows
             model = %s
+            calibrate = none
             %s
 
             [sink.out]
@@ -93,7 +95,9 @@ class SklearnTest(ewtest.EdgewatchTest):
             path = %s
             """) % (csv, model_path, extra, out))
         r = self.cli("run", cfg, timeout=120)
-        self.assertExit(r, ewtest.EXIT_OK)
+        self.assertExit(r, expect)
+        if expect != ewtest.EXIT_OK:
+            return r
         lines = ewtest.json_lines(out)
         self.assertEqual(len(lines), len(rows))
         return lines
@@ -134,6 +138,53 @@ class SklearnTest(ewtest.EdgewatchTest):
         rows = rows_to_score(model, x)
         lines = self.run_edgewatch(rows, self.export(model), extra="contamination = 0.05")
         self.assert_same_scores(model, rows, lines)
+
+    def test_feature_names_travel_and_reordered_columns_are_refused(self):
+        model, x = self.fit()
+        # What fitting on a pandas DataFrame sets.
+        model.feature_names_in_ = np.array(CHANNELS, dtype=object)
+        rows = rows_to_score(model, x)
+        path = self.export(model)
+        with open(path, "rb") as f:
+            data = f.read()
+        self.assertIn(b"channel=c0\nchannel=c1\nchannel=c2\nchannel=c3\n", data)
+        # The same columns in the same order: scores as scikit-learn.
+        self.assert_same_scores(model, rows, self.run_edgewatch(rows, path))
+        # The CSV's columns swapped (the values follow their names): refused,
+        # naming both orders.
+        swapped = ["c1", "c0", "c2", "c3"]
+        r = self.run_edgewatch(rows[:, [1, 0, 2, 3]], path, columns=swapped,
+                               expect=ewtest.EXIT_RUNTIME)
+        self.assertIn("was fitted on the columns c0,c1,c2,c3, but the input's channels are "
+                      "c1,c0,c2,c3", r.stderr)
+        # --columns names a model fitted on a plain array.
+        model2, _ = self.fit(n_estimators=20)
+        path2 = self.export(model2, columns="c0,c1,c2,c3")
+        r = self.run_edgewatch(rows, path2, columns=["c0", "c1", "c3", "c2"],
+                               expect=ewtest.EXIT_RUNTIME)
+        self.assertIn("fitted on the columns c0,c1,c2,c3", r.stderr)
+
+    def test_exporter_names_why_a_pickle_cannot_be_read(self):
+        def export(raw):
+            src = os.path.join(self.tmp, "bad.pkl")
+            with open(src, "wb") as f:
+                f.write(raw)
+            return subprocess.run([EXPORT, src, os.path.join(self.tmp, "bad.forest")],
+                                  capture_output=True, text=True, timeout=120)
+        model, _ = self.fit(n_estimators=5)
+        good = pickle.dumps(model)
+        # Truncated.
+        r = export(good[:len(good) // 2])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("truncated", r.stderr)
+        # A module this machine lacks.
+        r = export(b"\x80\x04cnosuchmodule_ew\nThing\n)\x81.")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("needs the Python module 'nosuchmodule_ew'", r.stderr)
+        # A class this scikit-learn lacks (what a model saved by another version refers to).
+        r = export(b"\x80\x04csklearn.ensemble._iforest\nIsolationForestFromTheFuture\n)\x81.")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("another version of scikit-learn", r.stderr)
 
     def test_exporter_refuses_what_is_not_a_fitted_forest(self):
         def export(obj=None, raw=None):

@@ -133,6 +133,8 @@ rate = 2000
 [detector.ae]
 plugin = autoencoder
 input = data
+window = 1
+layers = 1
 train_samples = 1500
 epochs = %d
 patience = %d

@@ -71,7 +71,7 @@ static double *s_correlated(size_t n, uint64_t seed)
 }
 
 /* Options of a small, quick correlated-signal model, trained inside process. */
-#define S_QUICK_OPTS "train_samples", "1000", "epochs", "60", "patience", "60", \
+#define S_QUICK_OPTS "window", "1", "train_samples", "1000", "epochs", "60", "patience", "60", \
                      "learning_rate", "0.01", "background", "false"
 #define S_QUICK "layers", "4, 1", S_QUICK_OPTS
 
@@ -116,6 +116,13 @@ static int s_count_files(const char *state, const char *part)
     return n;
 }
 
+/* The plugin's own score for error e at threshold t (as documented). */
+static double s_score_of(double e, double t)
+{
+    double u = log2(1 + e / t);
+    return u / (1 + u);
+}
+
 /* ---- tests -------------------------------------------------------------------------------- */
 
 START_TEST(descriptor_and_schema)
@@ -132,6 +139,8 @@ START_TEST(descriptor_and_schema)
     ck_assert_str_eq(out->names[4], "score");
     ck_assert_str_eq(out->names[5], "anomaly");
     ck_assert(ew_harness_learning(h));
+    /* Several channels: the plugin's score, 0.5 at the learnt limit, is kept. */
+    ck_assert(ew_harness_score_calibrated(h));
     ew_harness_destroy(&h);
 }
 END_TEST
@@ -145,7 +154,8 @@ START_TEST(learns_correlation_and_flags_a_break)
     s_process(h, 1000, train);
     ck_assert(!ew_harness_learning(h));
     for (size_t i = 0; i < 1000; i++)
-        ck_assert(ew_harness_scores(h)[i] == 0 && isnan(ew_harness_extra(h)[i]));
+        ck_assert(ew_harness_scores(h)[i] == 0 && isnan(ew_harness_extra(h)[i]) &&
+                  isnan(ew_harness_raw(h)[i]) && ew_harness_learning_flags(h)[i] == 1);
 
     /* 500 fresh normal samples, then a = 0.8, b = 2.4 (as if u = 0.8) but c = +0.8. */
     double *test = s_correlated(501, 99);
@@ -169,15 +179,67 @@ START_TEST(learns_correlation_and_flags_a_break)
         false_alarms += flag[i];
     }
     ck_assert_msg(false_alarms <= 10, "%zu false alarms in 500 normal samples", false_alarms);
-    ck_assert_msg(flag[500] == 1 && score[500] > 0.9, "break: score %g error %g", score[500], err[500]);
-    /* score = e / (e + threshold): recover the threshold from one sample and check the rest. */
-    double t = err[0] * (1 - score[0]) / score[0];
+    ck_assert_msg(flag[500] == 1 && score[500] > 0.8, "break: score %g error %g", score[500], err[500]);
+    /* score = u / (1 + u), u = log2(1 + e / threshold): recover the threshold
+     * from one sample and check the rest. */
+    double u0 = score[0] / (1 - score[0]);
+    double t = err[0] / (exp2(u0) - 1);
+    const double *raw = ew_harness_raw(h), *contrib = ew_harness_contrib(h);
+    const uint8_t *learning = ew_harness_learning_flags(h);
     for (size_t i = 0; i <= 500; i++) {
-        ck_assert_double_eq_tol(score[i], err[i] / (err[i] + t), 1e-12);
-        ck_assert_uint_eq(flag[i], err[i] > t);
+        double u = log2(1 + err[i] / t);
+        ck_assert_double_eq_tol(score[i], u / (1 + u), 1e-9);
+        ck_assert_uint_eq(flag[i], err[i] > t * (1 + 1e-9));
+        /* raw is the reconstruction error itself; contrib splits it by channel. */
+        ck_assert(raw[i] == err[i] && learning[i] == 0);
+        double sum = 0;
+        for (int c = 0; c < 3; c++) {
+            ck_assert(contrib[3 * i + c] >= 0);
+            sum += contrib[3 * i + c];
+        }
+        ck_assert_double_eq_tol(sum, raw[i], 1e-12 * (1 + raw[i]));
     }
+    /* Far above the threshold the score still tells larger errors apart. */
+    ck_assert(s_score_of(100, 1) < s_score_of(10000, 1) - 0.05);
     free(train);
     free(test);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+/* contrib names the channels that broke: two independent pairs (a = -b,
+ * c = -d); a sample where only c leaves its pair puts most of its error on
+ * c and d, and the four contributions still add up to the raw error. */
+START_TEST(contrib_points_at_the_broken_pair)
+{
+    const char *const abcd[] = {"a", "b", "c", "d"};
+    ew_harness *h = s_make(NULL, 4, abcd,
+                           (const char *[]){"window", "1", "layers", "2", "train_samples", "1000",
+                                            "epochs", "80", "patience", "80", "background",
+                                            "false", NULL});
+    ewp_rng rng;
+    ewp_rng_seed(&rng, 61);
+    enum { N = 1001 };
+    double *v = malloc(N * 4 * sizeof *v);
+    for (size_t i = 0; i < N; i++) {
+        double u = 2 * ewp_rng_uniform(&rng) - 1, w = 2 * ewp_rng_uniform(&rng) - 1;
+        v[4 * i] = u + 0.02 * ewp_rng_normal(&rng);
+        v[4 * i + 1] = -u + 0.02 * ewp_rng_normal(&rng);
+        v[4 * i + 2] = w + 0.02 * ewp_rng_normal(&rng);
+        v[4 * i + 3] = -w + 0.02 * ewp_rng_normal(&rng);
+    }
+    s_process(h, 1000, v);
+    ck_assert(!ew_harness_learning(h));
+    /* a and b on their line, c = d = 0.7 (c should be -0.7). */
+    double brk[4] = {0.5, -0.5, 0.7, 0.7};
+    s_process(h, 1, brk);
+    const double *raw = ew_harness_raw(h), *contrib = ew_harness_contrib(h);
+    ck_assert(ew_harness_flags(h)[0] == 1);
+    double pair_cd = contrib[2] + contrib[3], pair_ab = contrib[0] + contrib[1];
+    ck_assert_msg(pair_cd > 4 * pair_ab, "contrib %g %g %g %g", contrib[0], contrib[1], contrib[2],
+                  contrib[3]);
+    ck_assert_double_eq_tol(pair_ab + pair_cd, raw[0], 1e-12 * (1 + raw[0]));
+    free(v);
     ew_harness_destroy(&h);
 }
 END_TEST
@@ -255,8 +317,9 @@ START_TEST(early_stopping)
     char *state = ptest_tmpdir("ew-ae-test");
     double *train = s_correlated(1000, 11);
     ew_harness *h = s_make(state, 3, s_abc,
-                           (const char *[]){"layers", "4, 1", "train_samples", "1000", "epochs",
-                                            "2000", "patience", "3", "background", "false", NULL});
+                           (const char *[]){"window", "1", "layers", "4, 1", "train_samples", "1000",
+                                            "epochs", "2000", "patience", "3", "background",
+                                            "false", NULL});
     s_process(h, 1000, train);
     ew_harness_destroy(&h);
     void *data;
@@ -275,32 +338,135 @@ START_TEST(early_stopping)
 }
 END_TEST
 
-/* In the background: state learning, score 0 meanwhile, then ready without
- * the stream waiting. */
+/* In the background: every sample before the model exists is marked learning;
+ * the model scores from sample train_samples + train_delay on, whatever the
+ * batch sizes and however long the thread takes (the stream waits for it). */
 START_TEST(learning_then_ready)
 {
+    double *data = s_correlated(1400, 21);
+    double *scores[2];
+    const size_t batch[2] = {1400, 7};
+    for (int r = 0; r < 2; r++) {
+        char *state = ptest_tmpdir("ew-ae-test");
+        ew_harness *h = s_make(state, 3, s_abc,
+                               (const char *[]){"window", "1", "layers", "4, 1", "train_samples",
+                                                "1000", "epochs", "200", "patience", "200",
+                                                "train_delay", "150", NULL});
+        ck_assert(ew_harness_learning(h));
+        scores[r] = malloc(1400 * sizeof(double));
+        for (size_t at = 0; at < 1400; at += batch[r]) {
+            size_t n = at + batch[r] <= 1400 ? batch[r] : 1400 - at;
+            s_process(h, n, data + 3 * at);
+            for (size_t i = 0; i < n; i++) {
+                size_t k = at + i;
+                /* The 1000th window is sample 999: its training applies at 999 + 1 + 150. */
+                bool learnt = k >= 1150;
+                ck_assert_msg(ew_harness_learning_flags(h)[i] == !learnt, "sample %zu", k);
+                ck_assert_msg(isfinite(ew_harness_raw(h)[i]) == learnt, "sample %zu", k);
+                if (!learnt)
+                    ck_assert(ew_harness_scores(h)[i] == 0 && ew_harness_flags(h)[i] == 0);
+                scores[r][k] = ew_harness_scores(h)[i];
+            }
+        }
+        ck_assert(!ew_harness_learning(h));
+        ew_harness_destroy(&h);
+        ptest_tmpdir_free(state);
+    }
+    ck_assert(memcmp(scores[0], scores[1], 1400 * sizeof(double)) == 0);
+    free(scores[0]);
+    free(scores[1]);
+    free(data);
+}
+END_TEST
+
+/* A batch that ends before the apply sample returns at once: the model is
+ * still being learnt (the stream does not wait for it before that sample). */
+START_TEST(background_does_not_block_before_the_apply_sample)
+{
     ew_harness *h = s_make(NULL, 3, s_abc,
-                           (const char *[]){"layers", "4, 1", "train_samples", "1000", "epochs",
-                                            "200", "patience", "200", NULL});
-    ck_assert(ew_harness_learning(h));
+                           (const char *[]){"window", "1", "layers", "4, 1", "train_samples",
+                                            "1000", "epochs", "100000", "patience", "100000",
+                                            "train_delay", "1000000", NULL});
     double *train = s_correlated(1200, 21);
     s_process(h, 1200, train);
-    for (size_t i = 0; i < 1200; i++)
-        ck_assert(ew_harness_scores(h)[i] == 0 && ew_harness_flags(h)[i] == 0);
-    /* 200 epochs of 1000 windows take far longer than scoring 1200 samples: the
-     * batch came back before the model was ready. */
     ck_assert(ew_harness_learning(h));
-    ck_assert(isnan(ew_harness_extra(h)[1199]));
-    /* Poll with empty batches, as the host's batches would; bounded at 120 s. */
-    for (int i = 0; i < 12000 && ew_harness_learning(h); i++) {
-        s_process(h, 0, NULL);
-        nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
-    }
-    ck_assert(!ew_harness_learning(h));
-    s_process(h, 1, train);
-    ck_assert(isfinite(ew_harness_extra(h)[0]) && ew_harness_scores(h)[0] > 0);
+    for (size_t i = 0; i < 1200; i++)
+        ck_assert(ew_harness_learning_flags(h)[i] == 1 && isnan(ew_harness_raw(h)[i]));
+    ew_harness_request_stop(h);
+    ck_assert_int_eq(ew_harness_flush(h), EW_OK);
     free(train);
     ew_harness_destroy(&h);
+}
+END_TEST
+
+/* retrain_every: the model is relearnt from the recent windows, so a lasting
+ * move to another line becomes normal; replays stay identical. */
+START_TEST(retrain_follows_a_lasting_change)
+{
+    enum { N = 4000 };
+    double *v = s_correlated(N, 51);
+    /* From sample 1500 on, c follows +u instead of -u. */
+    for (size_t i = 1500; i < N; i++)
+        v[3 * i + 2] = -v[3 * i + 2];
+    double *runs[2];
+    for (int r = 0; r < 2; r++) {
+        char *state = ptest_tmpdir("ew-ae-test");
+        ew_harness *h = s_make(state, 3, s_abc,
+                               (const char *[]){"window", "1", "layers", "4, 1", "train_samples",
+                                                "1000", "epochs", "60", "patience", "60",
+                                                "retrain_every", "250", "train_delay", "20", NULL});
+        s_process(h, N, v);
+        const uint8_t *flag = ew_harness_flags(h);
+        size_t early = 0, late = 0;
+        for (size_t i = 1500; i < 1600; i++)
+            early += flag[i];
+        for (size_t i = N - 500; i < N; i++)
+            late += flag[i];
+        ck_assert_msg(early > 50, "the change was flagged %zu times in 100", early);
+        ck_assert_msg(late < 25, "still %zu flags in the last 500 after relearning", late);
+        ck_assert_uint_ge(ew_harness_counter(h, "autoencoder_trainings"), 10);
+        runs[r] = s_copy(ew_harness_scores(h), N);
+        ew_harness_destroy(&h);
+        ptest_tmpdir_free(state);
+    }
+    ck_assert(memcmp(runs[0], runs[1], N * sizeof(double)) == 0);
+    free(runs[0]);
+    free(runs[1]);
+    free(v);
+}
+END_TEST
+
+/* window = 0 and layers = auto: one channel gets 24-sample windows and an
+ * 18-wide bottleneck, narrower than its input, so no identity is learnt. A
+ * single channel leaves calibration to the host's likelihood stage. */
+START_TEST(auto_window_and_layers)
+{
+    const char *const x[] = {"x"};
+    char *state = ptest_tmpdir("ew-ae-test");
+    ew_harness *h = s_make(state, 1, x,
+                           (const char *[]){"train_samples", "300", "epochs", "5", "background",
+                                            "false", NULL});
+    ck_assert_uint_eq(ew_harness_logged(h, EW_LOG_WARN), 0);
+    enum { N = 400 };
+    double v[N];
+    for (size_t i = 0; i < N; i++)
+        v[i] = sin(0.3 * (double)i);
+    s_process(h, N, v);
+    ck_assert(!ew_harness_learning(h));
+    /* 23 samples fill the first window, 300 windows are learnt. */
+    for (size_t i = 0; i < N; i++)
+        ck_assert_msg(ew_harness_learning_flags(h)[i] == (i < 323), "sample %zu", i);
+    ck_assert(!ew_harness_score_calibrated(h));
+    ew_harness_destroy(&h);
+    void *data;
+    size_t len;
+    ck_assert_int_eq(s_read_payload(state, &data, &len), 0);
+    const unsigned char *p = data;
+    ck_assert_uint_eq(p[16], 24); /* window */
+    ck_assert_uint_eq(p[24], 1);  /* one encoder layer */
+    ck_assert_uint_eq(p[32], 18); /* of width 18 */
+    free(data);
+    ptest_tmpdir_free(state);
 }
 END_TEST
 
@@ -309,7 +475,8 @@ START_TEST(flush_waits_for_training)
 {
     char *state = ptest_tmpdir("ew-ae-test");
     ew_harness *h = s_make(state, 3, s_abc,
-                           (const char *[]){"layers", "4, 1", "train_samples", "1000", NULL});
+                           (const char *[]){"window", "1", "layers", "4, 1", "train_samples",
+                                            "1000", NULL});
     double *train = s_correlated(1000, 21);
     s_process(h, 1000, train);
     ck_assert_int_eq(ew_harness_flush(h), EW_OK);
@@ -327,7 +494,7 @@ START_TEST(stop_abandons_a_long_training)
 {
     char *state = ptest_tmpdir("ew-ae-test");
     ew_harness *h = s_make(state, 3, s_abc,
-                           (const char *[]){"layers", "4, 1", "train_samples", "1000", "epochs",
+                           (const char *[]){"window", "1", "layers", "4, 1", "train_samples", "1000", "epochs",
                                             "100000", "patience", "100000", NULL});
     double *train = s_correlated(1000, 21);
     s_process(h, 1000, train);
@@ -395,6 +562,24 @@ static void s_expect_relearn(const char *state, const char *const *names, const 
     ck_assert(!ew_harness_learning(h));
     free(train);
     ew_harness_destroy(&h);
+}
+
+/* A model learnt for another config, under the default on_model_mismatch =
+ * refuse: init fails with a message that names the change and the ways out. */
+static void s_expect_refusal(const char *state, size_t nch, const char *const *names,
+                             const char *const *kv, const char *change)
+{
+    ew_harness *h = ew_harness_new(ew_plugin_entry(), state);
+    ew_harness_input(h, nch, names);
+    for (size_t k = 0; kv[k]; k += 2)
+        ew_harness_option(h, kv[k], kv[k + 1]);
+    ck_assert_int_eq(ew_harness_init(h), EW_EINVAL);
+    const char *msg = ew_harness_error(h);
+    ck_assert_msg(strstr(msg, change) && strstr(msg, "on_model_mismatch = retrain") &&
+                      strstr(msg, "model.bin"),
+                  "%s", msg);
+    ew_harness_destroy(&h);
+    ck_assert_int_eq(s_count_files(state, "model.bin"), 1); /* left as it was */
 }
 
 /* A file that fails the host's checksum is moved aside by the host and relearnt. */
@@ -469,24 +654,35 @@ START_TEST(invalid_payloads_are_rejected)
 }
 END_TEST
 
-/* A model learnt for other channels or options is refused and relearnt. */
-START_TEST(foreign_model_is_relearnt)
+/* A model learnt for other channels or options is refused (the default) and
+ * relearnt with on_model_mismatch = retrain. */
+START_TEST(foreign_model_is_refused_or_relearnt)
 {
     char *state = ptest_tmpdir("ew-ae-test");
     size_t len;
     free(s_trained_payload(state, &len));
     const char *const abd[] = {"a", "b", "d"};
-    s_expect_relearn(state, abd, (const char *[]){S_QUICK, NULL}); /* other channel names */
-    free(s_trained_payload(state, &len));
-    s_expect_relearn(state, s_abc, (const char *[]){"layers", "5, 2", S_QUICK_OPTS, NULL});
-    free(s_trained_payload(state, &len));
-    s_expect_relearn(state, s_abc, (const char *[]){S_QUICK, "factor", "2", NULL});
-    /* And with 4 channels, after the 3-channel model: */
-    free(s_trained_payload(state, &len));
+    s_expect_refusal(state, 3, abd, (const char *[]){S_QUICK, NULL},
+                     "learnt for channel \"c\" at column 3, the input has \"d\"");
+    s_expect_refusal(state, 3, s_abc, (const char *[]){"layers", "5, 2", S_QUICK_OPTS, NULL},
+                     "learnt with layers = 4, 1, the config has 5, 2");
+    s_expect_refusal(state, 3, s_abc, (const char *[]){S_QUICK, "factor", "2", NULL}, "factor");
     const char *const abcd[] = {"a", "b", "c", "d"};
-    ew_harness *h = s_make(state, 4, abcd, (const char *[]){S_QUICK, NULL});
-    ck_assert(ew_harness_learning(h));
-    ck_assert_uint_ge(ew_harness_logged(h, EW_LOG_WARN), 1);
+    s_expect_refusal(state, 4, abcd, (const char *[]){S_QUICK, NULL}, "input channels = 3");
+    /* retrain: learnt again for the new config, which then loads it. */
+    s_expect_relearn(state, abd, (const char *[]){S_QUICK, "on_model_mismatch", "retrain", NULL});
+    ew_harness *h = s_make(state, 3, abd, (const char *[]){S_QUICK, NULL});
+    ck_assert(!ew_harness_learning(h));
+    ew_harness_destroy(&h);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/test/model.bin", state);
+    ck_assert_int_eq(unlink(path), 0);
+    free(s_trained_payload(state, &len));
+    s_expect_relearn(state, s_abc,
+                     (const char *[]){"layers", "5, 2", S_QUICK_OPTS, "on_model_mismatch",
+                                      "retrain", NULL});
+    h = s_make(state, 3, s_abc, (const char *[]){"layers", "5, 2", S_QUICK_OPTS, NULL});
+    ck_assert(!ew_harness_learning(h));
     ew_harness_destroy(&h);
     ptest_tmpdir_free(state);
 }
@@ -540,7 +736,7 @@ START_TEST(block_matches_single)
         double scratch[2 * 8 * AE_BLOCK];
         for (size_t i = 0; i < 8 * AE_BLOCK; i++)
             xt[i] = 3 * ewp_rng_normal(&rng);
-        ae_net_error_block(&net, xt, AE_BLOCK - 3, errs, scratch);
+        ae_net_error_block(&net, xt, AE_BLOCK - 3, errs, NULL, scratch);
         for (size_t s = 0; s < AE_BLOCK - 3; s++) {
             for (size_t j = 0; j < 8; j++)
                 row[j] = xt[j * AE_BLOCK + s];
@@ -562,7 +758,10 @@ START_TEST(option_errors)
         {"layers", "6, 0", "layers item 2"},
         {"layers", "6, x", "whole number"},
         {"layers", "5000", "whole number"},
-        {"window", "0", "out of range"},
+        {"window", "-1", "out of range"},
+        {"layers", "auto, 3", "whole number"},
+        {"on_model_mismatch", "ignore", "on_model_mismatch"},
+        {"train_delay", "-1", "out of range"},
         {"activation", "softmax", "activation"},
         {"quantile", "1.5", "out of range"},
         {"validation", "0.95", "out of range"},
@@ -604,6 +803,7 @@ static int s_bench(size_t train_n, size_t score_n)
     }
     ew_harness *h = ew_harness_new(ew_plugin_entry(), state);
     ew_harness_input(h, 8, names);
+    ew_harness_option(h, "window", "1");
     ew_harness_option(h, "layers", "6, 3");
     ew_harness_option(h, "train_samples", tn);
     ew_harness_option(h, "background", "false");
@@ -663,6 +863,7 @@ int main(int argc, char **argv)
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_add_test(tc, descriptor_and_schema);
     tcase_add_test(tc, learns_correlation_and_flags_a_break);
+    tcase_add_test(tc, contrib_points_at_the_broken_pair);
     tcase_add_test(tc, deterministic);
     tcase_add_test(tc, window_over_time);
     tcase_add_test(tc, early_stopping);
@@ -672,7 +873,10 @@ int main(int argc, char **argv)
     tcase_add_test(tc, save_load_round_trip);
     tcase_add_test(tc, corrupt_file_is_moved_aside_and_relearnt);
     tcase_add_test(tc, invalid_payloads_are_rejected);
-    tcase_add_test(tc, foreign_model_is_relearnt);
+    tcase_add_test(tc, foreign_model_is_refused_or_relearnt);
+    tcase_add_test(tc, background_does_not_block_before_the_apply_sample);
+    tcase_add_test(tc, retrain_follows_a_lasting_change);
+    tcase_add_test(tc, auto_window_and_layers);
     tcase_add_test(tc, nonfinite_windows);
     tcase_add_test(tc, block_matches_single);
     tcase_add_test(tc, option_errors);

@@ -9,8 +9,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
+/* When set, the wall clock of this process ticks every 10 ms, as a coarse
+ * clock source (a VM's jiffies, CLOCK_REALTIME_COARSE) does. The harness reads
+ * the clock through clock_gettime, which this definition takes the place of. */
+static bool s_coarse_clock;
+
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+    long rc = syscall(SYS_clock_gettime, id, ts);
+    if (rc == 0 && s_coarse_clock && id == CLOCK_REALTIME)
+        ts->tv_nsec -= ts->tv_nsec % 10000000;
+    return (int)rc;
+}
 
 /* A harness with the given options (NULL-terminated key, value pairs), initialised. */
 static ew_harness *s_make(const char *const *kv)
@@ -105,6 +119,25 @@ START_TEST(rate_zero_emits_a_chunk_per_call)
     ck_assert(llabs(ts[0] - wall) < 5000000000LL);
     for (size_t i = 1; i < first; i++)
         ck_assert(ts[i] >= ts[i - 1]);
+    ew_harness_destroy(&h);
+}
+END_TEST
+
+START_TEST(rate_zero_timestamps_strictly_increase)
+{
+    /* As fast as possible, many samples are generated within one tick of a
+     * coarse clock; each sample still gets its own instant. */
+    s_coarse_clock = true;
+    ew_harness *h = s_make((const char *[]){"rate", "0", "count", "50000", "channels", "a",
+                                            NULL});
+    ck_assert_int_eq(ew_harness_run(h, 0), EW_EOF);
+    size_t n = ew_harness_emitted(h);
+    ck_assert_uint_eq(n, 50000);
+    const int64_t *ts = ew_harness_emitted_ts(h);
+    size_t repeats = 0;
+    for (size_t i = 1; i < n; i++)
+        repeats += ts[i] <= ts[i - 1];
+    ck_assert_msg(repeats == 0, "%zu of %zu timestamps repeat or go back", repeats, n);
     ew_harness_destroy(&h);
 }
 END_TEST
@@ -451,6 +484,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, duplicate_channel_is_an_error);
     tcase_add_test(tc, count_then_eof);
     tcase_add_test(tc, rate_zero_emits_a_chunk_per_call);
+    tcase_add_test(tc, rate_zero_timestamps_strictly_increase);
     tcase_add_test(tc, same_seed_same_values);
     tcase_add_test(tc, values_do_not_depend_on_chunking);
     tcase_add_test(tc, paced_timestamps_are_evenly_spaced);

@@ -253,6 +253,84 @@ START_TEST(test_line_length)
 }
 END_TEST
 
+START_TEST(test_bom)
+{
+    /* Editors on Windows start UTF-8 files with a byte order mark. */
+    config cfg;
+    s_load_ok("\xEF\xBB\xBF[pipeline]\nname = x\n[s]\nk = 1\n", &cfg);
+    ck_assert_uint_eq(cfg.count, 2);
+    s_assert_entry(&cfg, "pipeline", "name", "x", 2);
+    s_assert_entry(&cfg, "s", "k", "1", 4);
+    config_free(&cfg);
+    /* Also before a comment or a blank line, and in a file. */
+    s_load_ok("\xEF\xBB\xBF; comment\n[s]\nk = 1\n", &cfg);
+    s_assert_entry(&cfg, "s", "k", "1", 3);
+    config_free(&cfg);
+    char path[] = "/tmp/ew-test-config-bom-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("\xEF\xBB\xBF[s]\nk = 2\n", f);
+    fclose(f);
+    config_error err = {0};
+    int rc = config_load(path, &cfg, &err);
+    unlink(path);
+    ck_assert_msg(rc == 0, "line %d: %s", err.line, err.message);
+    s_assert_entry(&cfg, "s", "k", "2", 2);
+    config_free(&cfg);
+    /* Only at the very start: elsewhere it is not white space. */
+    char out[900];
+    s_load_bad("[s]\n\xEF\xBB\xBF[t]\n", &err, out, sizeof out);
+    ck_assert_int_eq(err.line, 2);
+}
+END_TEST
+
+START_TEST(test_long_key_continuation)
+{
+    /* inih remembers only 49 characters of a key for its continuation lines;
+     * the value must still join the whole key, not start a truncated one. */
+    char key[81];
+    memset(key, 'k', 80);
+    key[80] = '\0';
+    char text[600];
+    snprintf(text, sizeof text, "[s]\n%s = a,\n  b,\n  c\nz = 1\n", key);
+    config cfg;
+    s_load_ok(text, &cfg);
+    ck_assert_uint_eq(cfg.sections[0].count, 2);
+    s_assert_entry(&cfg, "s", key, "a, b, c", 2);
+    s_assert_entry(&cfg, "s", "z", "1", 5);
+    config_free(&cfg);
+
+    /* Two long keys sharing their first 49 characters stay apart. */
+    char key2[81];
+    memcpy(key2, key, sizeof key2);
+    key2[79] = 'q';
+    snprintf(text, sizeof text, "[s]\n%s = a\n%s = b,\n  c\n", key, key2);
+    s_load_ok(text, &cfg);
+    ck_assert_uint_eq(cfg.sections[0].count, 2);
+    s_assert_entry(&cfg, "s", key, "a", 2);
+    s_assert_entry(&cfg, "s", key2, "b, c", 3);
+    config_free(&cfg);
+
+    /* A value continued over many lines is kept whole: longer than one line may be. */
+    char *t = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&t, &len);
+    fputs("[s]\nlist = x0", m);
+    for (int i = 1; i < 200; i++)
+        fprintf(m, ",\n    x%d", i);
+    fputs("\n", m);
+    fclose(m);
+    s_load_ok(t, &cfg);
+    free(t);
+    const char *v = config_get(&cfg.sections[0], "list")->value;
+    ck_assert_int_eq(strncmp(v, "x0, x1, x2,", 11), 0);
+    ck_assert_ptr_nonnull(strstr(v, ", x199"));
+    ck_assert_uint_eq(cfg.sections[0].count, 1);
+    config_free(&cfg);
+}
+END_TEST
+
 START_TEST(test_expand_vars)
 {
     setenv("EW_T_HOST", "10.0.0.7", 1);
@@ -415,6 +493,8 @@ static Suite *s_suite(void)
     tcase_add_test(parse, test_sections_and_lines);
     tcase_add_test(parse, test_comments);
     tcase_add_test(parse, test_continuation);
+    tcase_add_test(parse, test_bom);
+    tcase_add_test(parse, test_long_key_continuation);
     tcase_add_test(parse, test_long_section_name);
     tcase_add_test(parse, test_empty_text);
     tcase_add_test(parse, test_load_file);
