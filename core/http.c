@@ -10,6 +10,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -18,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,14 +30,40 @@
 #define HTTP_MAX_CONNECTIONS 16u
 #define HTTP_MAX_PER_IP 8u /* half: one noisy client cannot lock out the health check */
 #define HTTP_TIMEOUT_S 5u
+/* The idle timeout restarts with every byte, so a client sending one byte at a
+ * time would hold its connection for ever. Each exchange (request read, response
+ * sent; or, on a kept-alive connection, the wait for the next request) must end
+ * within this deadline or the connection is cut. */
+#define HTTP_EXCHANGE_DEADLINE_MS 3000
+/* Sockets MHD may hold at once. Beyond HTTP_MAX_CONNECTIONS the oldest connection
+ * still waiting for its request is cut at each new one, so slow clients from many
+ * addresses can never fill the server: a new health check always gets in, and its
+ * request, sent at once, is answered before it is the oldest. */
+#define HTTP_MAX_SOCKETS 64u
+#define HTTP_WATCHDOG_MS 100
 #define HTTP_MEMORY_PER_CONNECTION ((size_t)16 * 1024) /* bigger headers get 431 */
 
 /* Client limits. */
 #define HTTP_GET_DEFAULT_TIMEOUT_MS 5000
 #define HTTP_GET_HEADER_MAX 8192
 
+/* One open connection, as the watchdog sees it (a slot of http_server.conns). */
+typedef struct s_conn {
+    int fd; /* -1: free slot */
+    dev_t dev;
+    ino_t ino; /* of the socket: an fd number reused after a close is never cut */
+    int64_t since_ms; /* start of the current exchange */
+    bool answered;    /* its current request was read in full */
+    bool cut;         /* shut down by us; MHD closes it */
+} s_conn;
+
 struct http_server {
     struct MHD_Daemon *daemon;
+    pthread_mutex_t mu; /* guards conns and stopping */
+    pthread_cond_t wake;
+    pthread_t watchdog;
+    bool watchdog_started, stopping;
+    s_conn conns[HTTP_MAX_SOCKETS];
     http_handler handler;
     void *ctx;
     unsigned port;
@@ -215,6 +244,109 @@ static void s_mhd_logger(void *cls, const char *fmt, va_list ap)
         srv->start_error[--n] = '\0';
 }
 
+static int64_t s_now_ms(void);
+
+/* Cuts a connection: MHD sees the end of its stream and closes it, calling
+ * s_on_connection (CLOSED) before the fd is released. The caller holds srv->mu. */
+static void s_cut(s_conn *c)
+{
+    struct stat st;
+    if (!c->cut && fstat(c->fd, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
+        shutdown(c->fd, SHUT_RDWR);
+    c->cut = true;
+}
+
+static void s_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                            enum MHD_ConnectionNotificationCode toe)
+{
+    struct http_server *srv = cls;
+    pthread_mutex_lock(&srv->mu);
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        s_conn *c = *socket_context;
+        if (c)
+            c->fd = -1;
+        *socket_context = NULL;
+        pthread_mutex_unlock(&srv->mu);
+        return;
+    }
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int fd = info ? info->connect_fd : -1;
+    struct stat st;
+    s_conn *slot = NULL, *oldest = NULL;
+    unsigned n_open = 0;
+    for (size_t i = 0; i < HTTP_MAX_SOCKETS; i++) {
+        s_conn *c = &srv->conns[i];
+        if (c->fd < 0) {
+            if (!slot)
+                slot = c;
+            continue;
+        }
+        if (c->cut)
+            continue;
+        n_open++;
+        if (!c->answered && (!oldest || c->since_ms < oldest->since_ms))
+            oldest = c;
+    }
+    if (fd < 0 || !slot || fstat(fd, &st) != 0) {
+        if (fd >= 0)
+            shutdown(fd, SHUT_RDWR);
+        pthread_mutex_unlock(&srv->mu);
+        return;
+    }
+    if (n_open >= HTTP_MAX_CONNECTIONS && oldest)
+        s_cut(oldest);
+    *slot = (s_conn){.fd = fd, .dev = st.st_dev, .ino = st.st_ino, .since_ms = s_now_ms()};
+    *socket_context = slot;
+    pthread_mutex_unlock(&srv->mu);
+}
+
+/* Marks the connection's request as read (answered) or its exchange as over. */
+static void s_mark(struct http_server *srv, struct MHD_Connection *conn, bool answered)
+{
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    pthread_mutex_lock(&srv->mu);
+    s_conn *c = info ? info->socket_context : NULL;
+    if (c && c->fd >= 0) {
+        c->answered = answered;
+        if (!answered)
+            c->since_ms = s_now_ms();
+    }
+    pthread_mutex_unlock(&srv->mu);
+}
+
+static void s_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                           enum MHD_RequestTerminationCode toe)
+{
+    (void)req_cls;
+    (void)toe;
+    s_mark(cls, conn, false);
+}
+
+/* Cuts every connection whose exchange has run past the deadline. */
+static void *s_watchdog(void *arg)
+{
+    struct http_server *srv = arg;
+    pthread_mutex_lock(&srv->mu);
+    while (!srv->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += HTTP_WATCHDOG_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&srv->wake, &srv->mu, &until);
+        int64_t now = s_now_ms();
+        for (size_t i = 0; i < HTTP_MAX_SOCKETS; i++) {
+            s_conn *c = &srv->conns[i];
+            if (c->fd >= 0 && !c->cut && now - c->since_ms > HTTP_EXCHANGE_DEADLINE_MS)
+                s_cut(c);
+        }
+    }
+    pthread_mutex_unlock(&srv->mu);
+    return NULL;
+}
+
 /* Queues a response. `fixed` is a constant body; `owned` a malloc'd one that MHD frees. */
 static enum MHD_Result s_queue(struct MHD_Connection *conn, int status, const char *type,
                                const char *fixed, char *owned, size_t len, const char *allow)
@@ -242,6 +374,8 @@ static enum MHD_Result s_queue(struct MHD_Connection *conn, int status, const ch
     return rc;
 }
 
+static void s_add_process_metrics(http_response *out);
+
 static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                     const char *method, const char *version,
                                     const char *upload_data, size_t *upload_data_size,
@@ -259,6 +393,7 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn, cons
         return MHD_YES;
     }
     *req_cls = srv;
+    s_mark(srv, conn, true);
 
     int is_get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
     int is_head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
@@ -282,8 +417,49 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn, cons
     int status = (out.status >= 100 && out.status <= 599) ? out.status : 500;
     if (!out.body)
         out.len = 0;
+    if (status == 200 && out.body && strcmp(url, "/metrics") == 0)
+        s_add_process_metrics(&out);
     return s_queue(conn, status, out.content_type ? out.content_type : text, NULL, out.body,
                    out.len, NULL);
+}
+
+/* Resident memory of this process from /proc/self/statm (pages), in bytes; -1
+ * when unreadable. */
+static long long s_resident_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "re");
+    if (!f)
+        return -1;
+    unsigned long long size = 0, resident = 0;
+    int n = fscanf(f, "%llu %llu", &size, &resident);
+    fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    return n == 2 && page > 0 ? (long long)(resident * (unsigned long long)page) : -1;
+}
+
+/* Appends the process gauges to a /metrics body. They are the server's own, as
+ * a Prometheus client library's process collector is: under a container memory
+ * limit the growth towards an OOM kill is only visible here. */
+static void s_add_process_metrics(http_response *out)
+{
+    long long rss = s_resident_bytes();
+    if (rss < 0)
+        return;
+    char extra[256];
+    int n = snprintf(extra, sizeof extra,
+                     "# HELP edgewatch_process_resident_bytes Resident memory of the edgewatch process "
+                     "(RSS, from /proc/self/statm).\n"
+                     "# TYPE edgewatch_process_resident_bytes gauge\n"
+                     "edgewatch_process_resident_bytes %lld\n",
+                     rss);
+    if (n < 0 || (size_t)n >= sizeof extra)
+        return;
+    char *body = realloc(out->body, out->len + (size_t)n + 1);
+    if (!body)
+        return;
+    memcpy(body + out->len, extra, (size_t)n + 1);
+    out->body = body;
+    out->len += (size_t)n;
 }
 
 /* Fills a socket address for a numeric host ("" = any); returns 0 or -1. */
@@ -316,7 +492,9 @@ static struct MHD_Daemon *s_start_daemon(struct http_server *srv, const struct s
         flags, 0, NULL, NULL, &s_on_request, srv,
         MHD_OPTION_EXTERNAL_LOGGER, &s_mhd_logger, srv,
         MHD_OPTION_SOCK_ADDR, sa,
-        MHD_OPTION_CONNECTION_LIMIT, HTTP_MAX_CONNECTIONS,
+        MHD_OPTION_CONNECTION_LIMIT, HTTP_MAX_SOCKETS,
+        MHD_OPTION_NOTIFY_CONNECTION, &s_on_connection, srv,
+        MHD_OPTION_NOTIFY_COMPLETED, &s_on_completed, srv,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, HTTP_MAX_PER_IP,
         MHD_OPTION_CONNECTION_TIMEOUT, HTTP_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_MEMORY_PER_CONNECTION,
@@ -351,6 +529,13 @@ static void s_start_failed(const struct http_server *srv, const char *listen, ch
     s_err(err, errlen, "cannot serve HTTP on %s: %s: %s", listen, reason, advice);
 }
 
+static void s_free(struct http_server *srv)
+{
+    pthread_cond_destroy(&srv->wake);
+    pthread_mutex_destroy(&srv->mu);
+    free(srv);
+}
+
 http_server *http_server_start(const char *listen, http_handler handler, void *ctx, char *err,
                                size_t errlen)
 {
@@ -369,6 +554,14 @@ http_server *http_server_start(const char *listen, http_handler handler, void *c
     }
     srv->handler = handler;
     srv->ctx = ctx;
+    pthread_mutex_init(&srv->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&srv->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    for (size_t i = 0; i < HTTP_MAX_SOCKETS; i++)
+        srv->conns[i].fd = -1;
     atomic_init(&srv->capturing, 1);
     atomic_flag_clear(&srv->claimed);
 
@@ -398,9 +591,16 @@ http_server *http_server_start(const char *listen, http_handler handler, void *c
 
     if (!srv->daemon) {
         s_start_failed(srv, listen, err, errlen);
-        free(srv);
+        s_free(srv);
         return NULL;
     }
+    if (pthread_create(&srv->watchdog, NULL, s_watchdog, srv) != 0) {
+        s_err(err, errlen, "cannot start the HTTP server's watchdog thread: %s", strerror(errno));
+        MHD_stop_daemon(srv->daemon);
+        s_free(srv);
+        return NULL;
+    }
+    srv->watchdog_started = true;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : port;
     return srv;
@@ -415,9 +615,17 @@ void http_server_stop(http_server **srv)
 {
     if (!srv || !*srv)
         return;
-    if ((*srv)->daemon)
-        MHD_stop_daemon((*srv)->daemon);
-    free(*srv);
+    struct http_server *s = *srv;
+    if (s->watchdog_started) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = true;
+        pthread_cond_signal(&s->wake);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->watchdog, NULL);
+    }
+    if (s->daemon)
+        MHD_stop_daemon(s->daemon);
+    s_free(s);
     *srv = NULL;
 }
 

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "options.h"
 #include "runtime.h"
+#include "state.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -114,6 +115,42 @@ static int s_cmd_check(const char *path)
     return rc;
 }
 
+/* Locks state_dir for this process (one edgewatch per state folder) before any
+ * node opens a file in it, and says so when the previous run did not stop
+ * cleanly. Returns 0, or EXIT_USAGE when another instance holds the folder, 1 on
+ * an error. *lock_fd stays -1 when the folder cannot be made: then nothing can be
+ * kept there, and nodes that need it report that themselves. */
+static int s_claim_state_dir(const logger *log, const char *state_dir, int *lock_fd)
+{
+    char err[1200];
+    int fd = state_lock(state_dir, err, sizeof err);
+    if (fd == STATE_LOCK_BUSY) {
+        log_write(log, EW_LOG_ERROR, NULL, "%s", err);
+        return EXIT_USAGE;
+    }
+    if (fd == STATE_LOCK_NONE) {
+        log_write(log, EW_LOG_DEBUG, NULL, "%s; running without the instance lock", err);
+        return 0;
+    }
+    if (fd < 0) {
+        log_write(log, EW_LOG_ERROR, NULL, "%s", err);
+        return 1;
+    }
+    *lock_fd = fd;
+    char previous[128];
+    int found = state_mark_running(state_dir, previous, sizeof previous, err, sizeof err);
+    if (found < 0)
+        log_write(log, EW_LOG_WARN, NULL, "%s; an unclean stop of this run will not be noticed at the next start",
+                  err);
+    if (found > 0)
+        log_write(log, EW_LOG_WARN, NULL,
+                  "the previous run on state folder %s did not stop cleanly (%s): it was killed (an out-of-memory "
+                  "kill under a container memory limit leaves no other trace: see edgewatch_process_resident_bytes "
+                  "in /metrics and the container's OOM events), crashed, or the machine lost power",
+                  state_dir, previous[0] ? previous : "no details");
+    return 0;
+}
+
 static int s_cmd_run(const char *path)
 {
     /* Blocked before any thread exists, so every thread inherits the mask and
@@ -127,6 +164,7 @@ static int s_cmd_run(const char *path)
     signal(SIGPIPE, SIG_IGN);
 
     s_loaded l;
+    int lock_fd = -1;
     int rc = s_load(path, &l);
     if (rc == 0) {
         if (geteuid() == 0)
@@ -136,9 +174,18 @@ static int s_cmd_run(const char *path)
                       "container image does with uid 1000");
         log_write(&l.log, EW_LOG_INFO, NULL, "edgewatch %s starting pipeline %s from %s", EW_VERSION,
                   l.g.settings.name, path);
+        rc = s_claim_state_dir(&l.log, l.g.settings.state_dir, &lock_fd);
+    }
+    if (rc == 0) {
         rc = runtime_run(&l.rt, &signals);
+        /* Whatever the exit code, the process ended on its own: a clean stop. */
+        if (lock_fd >= 0)
+            state_mark_stopped(l.g.settings.state_dir);
     }
     s_unload(&l);
+    /* Released only now, after every node has closed its files in the folder. */
+    if (lock_fd >= 0)
+        close(lock_fd);
     return rc;
 }
 

@@ -580,3 +580,122 @@ corrupt:
     s_err(err, errlen, "state file %s is corrupt (%s): moved aside to %s", path, why, aside);
     return EW_ENOENT;
 }
+
+/* ---- instance lock and clean-stop marker ---------------------------------------------------- */
+
+#define S_LOCK_FILE ".lock"
+#define S_MARK_FILE ".running"
+
+/* Takes a write lock on the whole of fd without waiting: 0, or -1 with errno
+ * (EAGAIN/EACCES when held elsewhere). An open-file-description lock belongs to
+ * this fd only, so a plugin that opens and closes the same file cannot drop it as
+ * it would a classic POSIX record lock; kernels without it get the classic one. */
+static int s_try_lock(int fd)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+#ifdef F_OFD_SETLK
+    if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+        return 0;
+    if (errno != EINVAL)
+        return -1;
+#endif
+    return fcntl(fd, F_SETLK, &fl);
+}
+
+/* Reads up to len-1 bytes of a small file into buf, cut at the first newline. */
+static void s_read_small(int fd, char *buf, size_t len)
+{
+    ssize_t n = pread(fd, buf, len - 1, 0);
+    buf[n > 0 ? (size_t)n : 0] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+}
+
+int state_lock(const char *state_dir, char *err, size_t errlen)
+{
+    char path[4096];
+    if (s_mkdir_p(state_dir, state_dir, err, errlen) < 0)
+        return STATE_LOCK_NONE;
+    if (s_join(path, sizeof path, state_dir, S_LOCK_FILE) < 0) {
+        s_err(err, errlen, "state folder path %s is too long", state_dir);
+        return -1;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+    if (fd < 0) {
+        int e = errno;
+        if (e == EACCES || e == EPERM || e == EROFS || e == ENOSPC || e == EDQUOT) {
+            s_err(err, errlen, "cannot create the instance lock %s: %s", path, strerror(e));
+            return STATE_LOCK_NONE;
+        }
+        s_err(err, errlen, "cannot open the instance lock %s: %s", path, strerror(e));
+        return -1;
+    }
+    if (s_try_lock(fd) < 0) {
+        int e = errno;
+        if (e == EAGAIN || e == EACCES) {
+            char holder[64];
+            s_read_small(fd, holder, sizeof holder);
+            s_err(err, errlen,
+                  "state folder %s is in use by another edgewatch (pid %s, per %s): two instances "
+                  "on one state folder would share node state and the mqtt spool and lose messages; "
+                  "stop that one first, or give this one its own state_dir in [pipeline]",
+                  state_dir, holder[0] ? holder : "unknown", path);
+            close(fd);
+            return STATE_LOCK_BUSY;
+        }
+        s_err(err, errlen, "cannot lock %s: %s", path, strerror(e));
+        close(fd);
+        return -1;
+    }
+    /* The pid is for the message above only; the lock itself is what counts. */
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+        /* Held all the same: only the message of a second instance loses the pid. */
+    }
+    return fd;
+}
+
+int state_mark_running(const char *state_dir, char *previous, size_t prevlen, char *err,
+                       size_t errlen)
+{
+    char path[4096];
+    previous[0] = '\0';
+    if (s_join(path, sizeof path, state_dir, S_MARK_FILE) < 0) {
+        s_err(err, errlen, "state folder path %s is too long", state_dir);
+        return -1;
+    }
+    int found = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0) {
+        s_read_small(fd, previous, prevlen);
+        close(fd);
+        found = 1;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+    if (fd < 0) {
+        s_err(err, errlen, "cannot write the clean-stop marker %s: %s", path, strerror(errno));
+        return found ? 1 : -1;
+    }
+    char line[128], when[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    int n = snprintf(line, sizeof line, "pid %ld started %s\n", (long)getpid(), when);
+    /* fsync'd: after a power cut the marker must be there to be noticed. */
+    if (s_write_all(fd, line, (size_t)n) < 0 || fsync(fd) < 0) {
+        s_err(err, errlen, "cannot write the clean-stop marker %s: %s", path, strerror(errno));
+        close(fd);
+        return found ? 1 : -1;
+    }
+    close(fd);
+    s_fsync_dir(state_dir);
+    return found;
+}
+
+void state_mark_stopped(const char *state_dir)
+{
+    char path[4096];
+    if (s_join(path, sizeof path, state_dir, S_MARK_FILE) == 0 && unlink(path) == 0)
+        s_fsync_dir(state_dir);
+}

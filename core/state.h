@@ -38,4 +38,27 @@ int state_save(const char *dir, const char *file, const char *plugin, const void
 int state_load(const char *dir, const char *file, const char *plugin, void **data, size_t *len,
                int *moved_aside, char *err, size_t errlen);
 
+/* The instance lock of a state folder: one running edgewatch per state_dir, since
+ * two would share node state, the mqtt spool and its client id. An advisory
+ * fcntl lock (open-file-description lock where the kernel has it) on
+ * `state_dir`/.lock, held while the fd stays open (the process lifetime), so a
+ * kill -9 or an OOM kill releases it. The file holds the holder's pid.
+ * Returns the lock fd (>= 0; keep it open); STATE_LOCK_BUSY when another process
+ * holds it (err names its pid); STATE_LOCK_NONE when the folder cannot be
+ * created or written (err says why: nothing is kept there then, and the nodes
+ * that need it report it themselves); -1 on another error, with err. */
+enum { STATE_LOCK_BUSY = -2, STATE_LOCK_NONE = -3 };
+int state_lock(const char *state_dir, char *err, size_t errlen);
+
+/* The clean-stop marker `state_dir`/.running, written by the lock holder at start
+ * and removed at a clean stop: its presence at start means the previous run was
+ * killed (an OOM kill leaves no other trace), crashed or lost power.
+ * state_mark_running returns 1 when a marker was already there, with what it held
+ * (pid and start time) in `previous`; 0 when not; -1 when it cannot be written,
+ * with err. */
+int state_mark_running(const char *state_dir, char *previous, size_t prevlen, char *err,
+                       size_t errlen);
+/* Removes the marker (a clean stop). */
+void state_mark_stopped(const char *state_dir);
+
 #endif

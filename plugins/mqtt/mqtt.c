@@ -694,12 +694,22 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
         host->log(node, EW_LOG_WARN,
                   "spool %s: cut %" PRIu64 " bytes of a record torn by a crash (never acknowledged upstream)",
                   m->spool_dir, rec.truncated_bytes);
+    if (rec.corrupt_stretches)
+        host->log(node, EW_LOG_ERROR,
+                  "spool %s: corruption on disk (not a crash): %" PRIu64 " damaged stretch(es), %" PRIu64
+                  " bytes, at %s; cut out, %" PRIu64 " intact records after them kept, at most %" PRIu64
+                  " messages lost (their ids are never reused); check the disk",
+                  m->spool_dir, rec.corrupt_stretches, rec.corrupt_bytes, rec.corrupt_where,
+                  rec.recovered_records, rec.lost_records);
     if (rec.cursor_lost)
         host->log(node, EW_LOG_WARN, "spool %s: no valid cursor; resending every spooled message", m->spool_dir);
     if (rec.records)
         host->log(node, EW_LOG_INFO, "spool %s holds %" PRIu64 " messages from an earlier run; sending them first",
                   m->spool_dir, rec.records);
     m->c_spooled = host->counter(node, "mqtt_spooled", "Messages accepted into the mqtt sink's spool");
+    ew_counter *corrupt = host->counter(node, "mqtt_spool_corruptions",
+                                        "Damaged stretches found in the spool's files at start (corruption on disk)");
+    host->counter_add(corrupt, rec.corrupt_stretches);
     m->c_published = host->counter(node, "mqtt_published", "Messages the broker acknowledged (QoS 0: written)");
     m->c_dropped = host->counter(node, "mqtt_dropped", "Messages dropped from a full spool (spool_full = drop_oldest)");
     m->c_resent = host->counter(node, "mqtt_resent", "Messages published again after a connection loss");

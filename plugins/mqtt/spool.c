@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +36,7 @@ struct spool {
     size_t nsegs, capsegs;
     uint64_t max_bytes, seg_bytes, total_bytes;
     uint64_t acked; /* first unacknowledged seq */
+    uint64_t min_next; /* open: the first seq a damaged tail cannot have held */
     int cfd;        /* cursor file */
     int64_t cursor_synced_ns;
     /* writer only */
@@ -108,8 +110,133 @@ static int s_cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Checks every record of a segment, truncating it at the first bad one. */
-static int s_scan(spool *sp, uint64_t first, spool_recovery *rec, char *err, size_t errlen)
+/* Whether a whole, intact record starts at off of the mapped segment m (size
+ * bytes); its seq goes to *seq and its size (header and payload) to *len. */
+static bool s_frame_at(const unsigned char *m, uint64_t size, uint64_t off, uint64_t *seq, uint64_t *len)
+{
+    if (size < S_HDR || off > size - S_HDR || ew_le_get32(m + off) != S_MAGIC)
+        return false;
+    uint32_t n = ew_le_get32(m + off + 4);
+    if (n > S_MAX_RECORD || n > size - S_HDR - off)
+        return false;
+    uint64_t q = ew_le_get64(m + off + 8);
+    if (s_crc(q, m + off + S_HDR, n) != ew_le_get32(m + off + 16))
+        return false;
+    *seq = q;
+    *len = S_HDR + (uint64_t)n;
+    return true;
+}
+
+/* The next offset after `from` where an intact record with a seq >= min_seq
+ * starts, or size. The magic is searched first: a resync costs one pass. */
+static uint64_t s_resync(const unsigned char *m, uint64_t size, uint64_t from, uint64_t min_seq)
+{
+    static const unsigned char magic[4] = {0x45, 0x57, 0x53, 0x31}; /* S_MAGIC little-endian */
+    for (uint64_t off = from; off + S_HDR <= size;) {
+        const unsigned char *hit = memmem(m + off, (size_t)(size - off), magic, 4);
+        if (!hit)
+            break;
+        off = (uint64_t)(hit - m);
+        uint64_t q, len;
+        if (s_frame_at(m, size, off, &q, &len) && q >= min_seq)
+            return off;
+        off++;
+    }
+    return size;
+}
+
+/* Whether the bytes from off to the end are what a crash leaves: less than a
+ * header, a record whose header is right but whose payload runs past the end
+ * (the write was cut short), or zeros (the size grew before the data landed). */
+static bool s_torn_tail(const unsigned char *m, uint64_t size, uint64_t off, uint64_t seq)
+{
+    if (size - off < S_HDR)
+        return true;
+    if (ew_le_get32(m + off) == S_MAGIC && ew_le_get64(m + off + 8) == seq &&
+        ew_le_get32(m + off + 4) <= S_MAX_RECORD && S_HDR + (uint64_t)ew_le_get32(m + off + 4) > size - off)
+        return true;
+    for (uint64_t i = off; i < size; i++)
+        if (m[i])
+            return false;
+    return true;
+}
+
+static void s_note_corrupt(spool_recovery *rec, const char *name, uint64_t from, uint64_t to, uint64_t seq_lo,
+                           uint64_t seq_hi)
+{
+    rec->corrupt_stretches++;
+    rec->corrupt_bytes += to - from;
+    rec->lost_records += seq_hi - seq_lo;
+    size_t used = strlen(rec->corrupt_where);
+    size_t room = sizeof rec->corrupt_where - used;
+    if (room <= 4)
+        return;
+    char one[160];
+    if (seq_hi > seq_lo)
+        snprintf(one, sizeof one, "%s%s bytes %" PRIu64 "-%" PRIu64 " (ids %" PRIu64 "-%" PRIu64 ")",
+                 used ? ", " : "", name, from, to - 1, seq_lo, seq_hi - 1);
+    else
+        snprintf(one, sizeof one, "%s%s bytes %" PRIu64 "-%" PRIu64, used ? ", " : "", name, from, to - 1);
+    if (strlen(one) < room)
+        memcpy(rec->corrupt_where + used, one, strlen(one) + 1);
+    else
+        memcpy(rec->corrupt_where + used, ", ...", 6);
+}
+
+/* Writes the intact run m[from, to), whose first seq is seq0, as segment
+ * seg-<seq0>: a temporary file, synced, renamed into place, the folder synced.
+ * A rerun after a crash in the middle writes the same bytes again. */
+static int s_write_run(spool *sp, const unsigned char *m, uint64_t from, uint64_t to, uint64_t seq0, char *err,
+                       size_t errlen)
+{
+    char name[64], tmp[80];
+    s_segname(name, sizeof name, seq0);
+    snprintf(tmp, sizeof tmp, ".%s.tmp", name);
+    int fd = openat(sp->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create %s/%s to keep the records after a damaged stretch: %s", sp->dir,
+                 tmp, strerror(errno));
+        return -1;
+    }
+    uint64_t done = from;
+    while (done < to) {
+        ssize_t w = write(fd, m + done, (size_t)(to - done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        done += (uint64_t)w;
+    }
+    if (done < to || fdatasync(fd) < 0 || close(fd) < 0) {
+        int e = done < to && errno == 0 ? EIO : errno;
+        if (done < to)
+            close(fd);
+        unlinkat(sp->dirfd, tmp, 0);
+        snprintf(err, errlen, "cannot write %s/%s to keep the records after a damaged stretch: %s", sp->dir,
+                 tmp, strerror(e));
+        return -1;
+    }
+    if (renameat(sp->dirfd, tmp, sp->dirfd, name) < 0 || fsync(sp->dirfd) < 0) {
+        snprintf(err, errlen, "cannot put %s/%s in place: %s", sp->dir, name, strerror(errno));
+        unlinkat(sp->dirfd, tmp, 0);
+        return -1;
+    }
+    return 0;
+}
+
+/* An intact run of records of one segment file. */
+typedef struct s_run {
+    uint64_t from, to;     /* bytes */
+    uint64_t first, end;   /* seqs */
+} s_run;
+
+/* Checks every record of segment `first`. A torn record at its end is truncated
+ * away. A damaged stretch is cut out: the scan resynchronises on the next intact
+ * record and the runs after the damage become segments of their own (their
+ * names are cleared from later[0..nlater) so the caller does not scan them twice
+ * when a crash interrupted an earlier recovery). */
+static int s_scan(spool *sp, uint64_t first, uint64_t *later, size_t nlater, spool_recovery *rec, char *err,
+                  size_t errlen)
 {
     char name[64];
     s_segname(name, sizeof name, first);
@@ -124,39 +251,91 @@ static int s_scan(spool *sp, uint64_t first, spool_recovery *rec, char *err, siz
         close(fd);
         return -1;
     }
-    uint64_t size = (uint64_t)st.st_size, off = 0, seq = first;
-    while (off + S_HDR <= size) {
-        unsigned char h[S_HDR];
-        if (pread(fd, h, S_HDR, (off_t)off) != S_HDR)
-            break;
-        uint32_t len = ew_le_get32(h + 4);
-        if (ew_le_get32(h) != S_MAGIC || len > S_MAX_RECORD || ew_le_get64(h + 8) != seq ||
-            off + S_HDR + len > size)
-            break;
-        if (!s_grow((void **)&sp->rbuf, &sp->rcap, len + 1)) {
-            snprintf(err, errlen, "out of memory checking the spool");
-            close(fd);
-            return -1;
-        }
-        if (pread(fd, sp->rbuf, len, (off_t)(off + S_HDR)) != (ssize_t)len ||
-            s_crc(seq, sp->rbuf, len) != ew_le_get32(h + 16))
-            break;
-        off += S_HDR + len;
-        seq++;
+    uint64_t size = (uint64_t)st.st_size;
+    if (size == 0) {
+        close(fd);
+        return s_push_seg(sp, first, first, 0);
     }
-    if (off < size) {
-        /* A record cut short by a crash (or damaged on disk): everything from it on
-         * was never acknowledged upstream, as the fsync had not returned. */
-        rec->truncated_bytes += size - off;
-        if (ftruncate(fd, (off_t)off) < 0 || fdatasync(fd) < 0) {
-            snprintf(err, errlen, "cannot truncate the torn tail of %s/%s: %s", sp->dir, name,
-                     strerror(errno));
-            close(fd);
-            return -1;
-        }
+    /* Mapped: a resync reads every byte of the damage, and nobody else writes the
+     * folder (the host holds the state folder's lock). */
+    const unsigned char *m = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) {
+        snprintf(err, errlen, "cannot map spool segment %s/%s: %s", sp->dir, name, strerror(errno));
+        close(fd);
+        return -1;
     }
+    s_run *runs = NULL;
+    size_t nruns = 0, capruns = 0;
+    uint64_t off = 0, seq = first, run_from = 0, run_first = first, keep = 0;
+    int rc = -1;
+    for (;;) {
+        uint64_t q, len;
+        while (s_frame_at(m, size, off, &q, &len) && q == seq) {
+            off += len;
+            seq++;
+        }
+        if (nruns == capruns) {
+            capruns = capruns ? capruns * 2 : 4;
+            s_run *g = realloc(runs, capruns * sizeof *g);
+            if (!g) {
+                snprintf(err, errlen, "out of memory checking the spool");
+                goto out;
+            }
+            runs = g;
+        }
+        if (nruns == 0 || seq > run_first)
+            runs[nruns++] = (s_run){run_from, off, run_first, seq};
+        if (off == size)
+            break;
+        uint64_t next = s_resync(m, size, off + 1, seq);
+        if (next == size) {
+            if (s_torn_tail(m, size, off, seq)) {
+                /* Cut short by a crash: the fsync had not returned, so nothing
+                 * from here on was acknowledged upstream. */
+                rec->truncated_bytes += size - off;
+            } else {
+                /* Damage: the stretch may have held records already delivered, so
+                 * no seq it could hold is given again. */
+                uint64_t hi = seq + (size - off) / S_HDR;
+                for (size_t j = 0; j < nlater; j++)
+                    if (later[j]) {
+                        hi = hi < later[j] ? hi : later[j]; /* the next segment's seqs are known */
+                        break;
+                    }
+                s_note_corrupt(rec, name, off, size, seq, hi);
+                if (hi > sp->min_next)
+                    sp->min_next = hi;
+            }
+            break;
+        }
+        s_frame_at(m, size, next, &q, &len);
+        s_note_corrupt(rec, name, off, next, seq, q);
+        run_from = off = next;
+        run_first = seq = q;
+    }
+    for (size_t i = 1; i < nruns; i++) {
+        if (s_write_run(sp, m, runs[i].from, runs[i].to, runs[i].first, err, errlen) < 0)
+            goto out;
+        rec->recovered_records += runs[i].end - runs[i].first;
+        for (size_t j = 0; j < nlater; j++)
+            if (later[j] == runs[i].first)
+                later[j] = 0;
+    }
+    keep = runs[0].to;
+    if (keep < size && (ftruncate(fd, (off_t)keep) < 0 || fdatasync(fd) < 0)) {
+        snprintf(err, errlen, "cannot cut the damaged or torn part of %s/%s: %s", sp->dir, name, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+    for (size_t i = 0; i < nruns && rc == 0; i++)
+        rc = s_push_seg(sp, runs[i].first, runs[i].end, runs[i].to - runs[i].from);
+    if (rc < 0)
+        snprintf(err, errlen, "out of memory checking the spool");
+out:
+    free(runs);
+    munmap((void *)(uintptr_t)m, (size_t)size);
     close(fd);
-    return s_push_seg(sp, first, seq, off);
+    return rc;
 }
 
 static void s_write_cursor(spool *sp, bool sync)
@@ -222,6 +401,15 @@ static void s_remove_seg(spool *sp, size_t i)
     sp->nsegs--;
 }
 
+/* Removes the last segment, empty (its records were all damaged). */
+static void s_remove_last_empty(spool *sp)
+{
+    char name[64];
+    s_segname(name, sizeof name, sp->segs[sp->nsegs - 1].first);
+    unlinkat(sp->dirfd, name, 0);
+    sp->nsegs--;
+}
+
 /* Deletes the segments before the last one that are fully acknowledged. */
 static void s_gc(spool *sp)
 {
@@ -269,7 +457,12 @@ int spool_open(spool **out, const char *dir, uint64_t max_bytes, spool_recovery 
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         char *end;
-        if (strncmp(e->d_name, "seg-", 4) != 0 || strlen(e->d_name) != 20)
+        size_t nlen = strlen(e->d_name);
+        if (strncmp(e->d_name, ".seg-", 5) == 0 && nlen > 9 && strcmp(e->d_name + nlen - 4, ".tmp") == 0) {
+            unlinkat(sp->dirfd, e->d_name, 0); /* a recovery interrupted by a crash; it is redone */
+            continue;
+        }
+        if (strncmp(e->d_name, "seg-", 4) != 0 || nlen != 20)
             continue;
         uint64_t f = strtoull(e->d_name + 4, &end, 16);
         if (*end || f == 0)
@@ -290,7 +483,7 @@ int spool_open(spool **out, const char *dir, uint64_t max_bytes, spool_recovery 
     if (nfirsts > 1) /* an empty spool has no array at all */
         qsort(firsts, nfirsts, sizeof *firsts, s_cmp_u64);
     for (size_t i = 0; i < nfirsts; i++)
-        if (s_scan(sp, firsts[i], rec, err, errlen) < 0)
+        if (firsts[i] && s_scan(sp, firsts[i], firsts + i + 1, nfirsts - i - 1, rec, err, errlen) < 0)
             goto fail;
     free(firsts);
     firsts = NULL;
@@ -313,7 +506,16 @@ int spool_open(spool **out, const char *dir, uint64_t max_bytes, spool_recovery 
     }
     if (sp->nsegs == 0) {
         uint64_t first = have_cursor && sp->acked > 0 ? sp->acked : 1;
+        if (first < sp->min_next)
+            first = sp->min_next;
         if (s_new_segment(sp, first, err, errlen) < 0)
+            goto fail;
+    } else if (sp->min_next > sp->segs[sp->nsegs - 1].end) {
+        /* The last segment's tail was damaged: new records go to a segment that
+         * starts past every seq the damage could hold. */
+        if (sp->segs[sp->nsegs - 1].end == sp->segs[sp->nsegs - 1].first)
+            s_remove_last_empty(sp);
+        if (s_new_segment(sp, sp->min_next, err, errlen) < 0)
             goto fail;
     } else {
         char name[64];

@@ -11,7 +11,13 @@
  * the first record not yet acknowledged by the broker. One writer thread appends
  * (spool_append, fsync per call: the acknowledgement to upstream) and one reader
  * thread reads in order and acknowledges (spool_read, spool_ack); both may run at
- * once. On open a torn or corrupt tail is truncated away and reported. */
+ * once. On open a record torn by a crash at the end of a segment is truncated
+ * away; a damaged stretch anywhere else (a bad byte on disk) is cut out and every
+ * intact record after it kept: the scan resynchronises on the next frame whose
+ * magic, length and checksum (which covers its seq) are right, and the records
+ * after the damage move to a segment of their own named after their first seq, so
+ * every segment stays a contiguous run of seqs. A seq is never given twice: after
+ * a damaged tail, new records start past every seq the damage could hold. */
 typedef struct spool spool;
 
 /* One message to append. */
@@ -23,8 +29,15 @@ typedef struct spool_rec {
 /* What spool_open found. */
 typedef struct spool_recovery {
     uint64_t records;         /* records waiting (not acknowledged) */
-    uint64_t truncated_bytes; /* bytes of torn or corrupt records cut away */
+    uint64_t truncated_bytes; /* bytes of a record torn by a crash, cut from a segment's end */
     bool cursor_lost;         /* the cursor file was missing or bad: resending from the oldest */
+    /* Damage that a crash cannot explain (a bad byte or block on disk): */
+    uint64_t corrupt_stretches; /* damaged stretches cut out */
+    uint64_t corrupt_bytes;     /* their bytes */
+    uint64_t lost_records;      /* seqs they held that no intact record carries (at most,
+                                 * for a damaged tail: its bytes / the header size) */
+    uint64_t recovered_records; /* intact records kept after a damaged stretch */
+    char corrupt_where[512];    /* "seg-... bytes A-B (ids P-Q)", ... : file and offsets */
 } spool_recovery;
 
 enum { SPOOL_OK = 0, SPOOL_FULL = 1, SPOOL_ERR = -1, SPOOL_AGAIN = -2 };

@@ -2,7 +2,10 @@
 the container health check, against a port picked free for the test."""
 
 import json
+import os
 import re
+import socket
+import threading
 import time
 
 import ewtest
@@ -78,6 +81,89 @@ input = z
     def test_health_command_without_server(self):
         url = "http://127.0.0.1:%d/health" % ewtest.free_port()
         self.assertExit(self.cli("health", url, timeout=15), ewtest.EXIT_RUNTIME)
+
+
+    def test_metrics_show_the_resident_memory(self):
+        """Issue 14 item 16: the process's RSS is a gauge, close to what the kernel says."""
+        port = ewtest.free_port()
+        proc = self.start_pipeline(port)
+        self.wait_http(proc, port, "/health", timeout=5.0)
+        _, _, body = ewtest.http_request(port, "GET", "/metrics")
+        self.assertIn("# TYPE edgewatch_process_resident_bytes gauge", body)
+        found = re.search(r"^edgewatch_process_resident_bytes (\d+)$", body, re.M)
+        self.assertIsNotNone(found, body)
+        with open("/proc/%d/status" % proc.pid, encoding="ascii") as f:
+            vmrss = int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
+        rss = int(found.group(1))
+        self.assertGreater(rss, 1 << 20)
+        self.assertLess(abs(rss - vmrss), max(vmrss // 2, 4 << 20), (rss, vmrss))
+        self.assertEqual(self.stop(proc), ewtest.EXIT_OK, proc.output())
+
+    @staticmethod
+    def timed_health(port, source, timeout):
+        """GET /health from the loopback address `source`; returns (status, seconds) or
+        (None, seconds) when no answer came within `timeout`."""
+        start = time.monotonic()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                          source_address=(source, 0)) as s:
+                s.settimeout(max(0.01, timeout - (time.monotonic() - start)))
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                data = b""
+                while b"\r\n" not in data:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+        except OSError:
+            return None, time.monotonic() - start
+        spent = time.monotonic() - start
+        m = re.match(rb"HTTP/1\.\d (\d+)", data)
+        return (int(m.group(1)) if m else None), spent
+
+    def test_health_answers_while_50_slow_clients_hold_connections(self):
+        """Issue 14 item 8: 50 real sockets from ten other loopback addresses (five
+        each, under the per-client limit) send a request one byte every 0.3 s, well
+        inside the idle timeout, and reconnect whenever the server cuts them. The
+        health check from 127.0.0.1 must answer within 1 s every time."""
+        port = ewtest.free_port()
+        proc = self.start_pipeline(port)
+        self.wait_http(proc, port, "/health", timeout=5.0)
+        stop = threading.Event()
+        cut = [0]
+
+        def slow_client(source):
+            payload = b"GET /health HTTP/1.1\r\nX-Slow: " + b"a" * 4000
+            while not stop.is_set():
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=2,
+                                                  source_address=(source, 0)) as s:
+                        for i in range(len(payload)):
+                            s.sendall(payload[i:i + 1])
+                            if stop.wait(0.3):
+                                return
+                except OSError:
+                    cut[0] += 1
+                    stop.wait(0.2)
+
+        threads = [threading.Thread(target=slow_client, args=("127.0.0.%d" % (2 + i % 10),), daemon=True)
+                   for i in range(50)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(1.5)  # every slow client has connected and sent bytes
+            for attempt in range(8):
+                status, spent = self.timed_health(port, "127.0.0.1", 1.0)
+                self.assertEqual(status, 200, "attempt %d: no answer within 1 s (%.2f s)\n%s" % (
+                    attempt, spent, proc.output()))
+                time.sleep(0.4)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(5)
+        self.assertGreater(cut[0], 0, "no slow client was ever cut off")
+        self.assertTrue(proc.running(), proc.output())
+        self.assertEqual(self.stop(proc), ewtest.EXIT_OK, proc.output())
 
 
 if __name__ == "__main__":

@@ -181,5 +181,71 @@ input = ae
         self.assertNotIn("loaded", again.stderr())
         self.assertIn("training abandoned", again.stderr())
 
+    def endless_config(self, jsonl):
+        return self.write_config(self.pipeline() + """
+[source.gen]
+plugin = synth
+rate = 200
+count = 0
+
+[detector.z]
+plugin = zscore
+input = gen
+
+[sink.out]
+plugin = jsonl
+input = z
+path = %s
+""" % jsonl)
+
+    def test_a_second_instance_on_the_same_state_folder_is_refused(self):
+        """Issue 14 item 1: two processes on one state_dir. The second exits 2 naming
+        the first's pid and writes nothing; the first runs on, stops cleanly, and a
+        later start takes the folder again."""
+        first_out = os.path.join(self.tmp, "first.jsonl")
+        first = self.start("run", self.endless_config(first_out))
+        self.wait_for(lambda: "running: 3 nodes" in first.stderr(), first, "the first instance to run")
+        second_out = os.path.join(self.tmp, "second.jsonl")
+        second = self.cli("run", self.endless_config(second_out), timeout=10)
+        self.assertExit(second, ewtest.EXIT_USAGE)
+        self.assertIn("state folder %s is in use by another edgewatch (pid %d" % (self.state_dir, first.pid),
+                      second.stderr)
+        self.assertNotIn("running: 3 nodes", second.stderr)
+        self.assertFalse(os.path.exists(second_out), "the refused instance wrote output")
+        self.assertTrue(first.running(), first.output())
+        self.assertEqual(self.stop(first), ewtest.EXIT_OK, first.output())
+        again = self.start("run", self.endless_config(second_out))
+        self.wait_for(lambda: "running: 3 nodes" in again.stderr(), again, "a start after the first stopped")
+        self.assertEqual(self.stop(again), ewtest.EXIT_OK, again.output())
+        self.assertNotIn("did not stop cleanly", again.stderr())
+
+    def test_the_lock_of_a_killed_instance_is_released(self):
+        """kill -9 (as an OOM kill) frees the folder at once: the next start runs,
+        and says that the previous run did not stop cleanly, naming its pid (item 16)."""
+        out = os.path.join(self.tmp, "out.jsonl")
+        path = self.endless_config(out)
+        victim = self.start("run", path)
+        self.wait_for(lambda: "running: 3 nodes" in victim.stderr(), victim, "the first instance to run")
+        victim.kill()
+        after = self.start("run", path)
+        self.wait_for(lambda: "running: 3 nodes" in after.stderr(), after, "the start after kill -9")
+        self.assertRegex(after.stderr(), r"WARN +the previous run on state folder .* did not stop cleanly "
+                         r"\(pid %d started " % victim.pid)
+        self.assertEqual(self.stop(after), ewtest.EXIT_OK, after.output())
+        # That stop was clean: the next start says nothing.
+        clean = self.cli("run", self.write_config(self.pipeline() + """
+[source.gen]
+plugin = synth
+rate = 0
+count = 10
+
+[sink.out]
+plugin = null
+input = gen
+""", name="short.ini"))
+        self.assertExit(clean, ewtest.EXIT_OK)
+        self.assertNotIn("did not stop cleanly", clean.stderr)
+
+
 if __name__ == "__main__":
     ewtest.main()

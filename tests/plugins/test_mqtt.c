@@ -1,12 +1,14 @@
 /* Tests of the mqtt sink through the SDK harness, without a broker: option
  * checks, the spool (fsync'd before consume returns, bounded under both
- * policies, a torn tail truncated on reopen, ids continuing across restarts).
+ * policies, a torn tail truncated on reopen, ids continuing across restarts,
+ * a damaged byte cut out with every later record kept and no id reused).
  * Alert events go to a real mosquitto (started here); the real-broker cases of
  * the whole binary are in tests/integration/test_mqtt.py. */
 #include <edgewatch/testing.h>
 
 #include "ptest.h"
 #include "ptest_event.h"
+#include "../../plugins/mqtt/spool.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -162,6 +164,184 @@ START_TEST(test_spools_while_broker_down_and_keeps_ids_across_restarts)
     }
     ck_assert_uint_eq(off, n);
     free(data);
+}
+END_TEST
+
+/* Offset of record `seq` in a segment file whose first record is `first`. */
+static long s_record_offset(const char *seg, uint64_t first, uint64_t seq)
+{
+    FILE *f = fopen(seg, "rb");
+    ck_assert_ptr_nonnull(f);
+    long off = 0;
+    for (uint64_t q = first; q < seq; q++) {
+        unsigned char h[24];
+        ck_assert_int_eq(fseek(f, off, SEEK_SET), 0);
+        ck_assert_uint_eq(fread(h, 1, 24, f), 24);
+        off += 24 + (long)(h[4] | h[5] << 8 | h[6] << 16 | (uint32_t)h[7] << 24);
+    }
+    fclose(f);
+    return off;
+}
+
+/* Flips one byte of a file. */
+static void s_flip(const char *path, long off)
+{
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    unsigned char b;
+    ck_assert_int_eq(pread(fd, &b, 1, off), 1);
+    b ^= 0x5a;
+    ck_assert_int_eq(pwrite(fd, &b, 1, off), 1);
+    close(fd);
+}
+
+/* Every seq the spool in dir holds, in read order, into seqs (at most cap). */
+static size_t s_read_all(const char *dir, uint64_t *seqs, size_t cap)
+{
+    spool *sp = NULL;
+    spool_recovery rec;
+    char err[400];
+    ck_assert_msg(spool_open(&sp, dir, 1 << 20, &rec, err, sizeof err) == SPOOL_OK, "%s", err);
+    ck_assert_uint_eq(rec.corrupt_stretches, 0); /* the damage is gone once cut out */
+    size_t n = 0;
+    uint64_t seq;
+    const void *data;
+    size_t len;
+    while (n < cap && spool_read(sp, &seq, &data, &len, err, sizeof err) == 1) {
+        char want[32];
+        snprintf(want, sizeof want, "#%llu#", (unsigned long long)seq);
+        ck_assert_msg(len == strlen(want) && memcmp(data, want, len) == 0, "record %llu holds %.*s",
+                      (unsigned long long)seq, (int)len, (const char *)data);
+        seqs[n++] = seq;
+    }
+    spool_close(&sp);
+    return n;
+}
+
+static void s_append_marked(spool *sp, size_t n)
+{
+    char err[400], text[32];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(text, sizeof text, "#%llu#", (unsigned long long)spool_next_seq(sp));
+        spool_rec r = {text, strlen(text)};
+        uint64_t dropped = 0;
+        ck_assert_msg(spool_append(sp, &r, 1, false, &dropped, err, sizeof err) == SPOOL_OK, "%s", err);
+    }
+}
+
+START_TEST(test_spool_damaged_byte_keeps_every_later_record)
+{
+    /* Issue 14 item 6: one bad byte in record 40 of 100 loses record 40 only; it is
+     * reported as corruption with its file and offsets, and ids go on from 101. */
+    char dir[600], seg[700], err[400];
+    snprintf(dir, sizeof dir, "%s/spool", ptest_suite_dir());
+    spool *sp = NULL;
+    spool_recovery rec;
+    ck_assert_msg(spool_open(&sp, dir, 1 << 20, &rec, err, sizeof err) == SPOOL_OK, "%s", err);
+    s_append_marked(sp, 100);
+    spool_close(&sp);
+    snprintf(seg, sizeof seg, "%s/seg-0000000000000001", dir);
+    long at = s_record_offset(seg, 1, 40), next = s_record_offset(seg, 1, 41);
+    s_flip(seg, at + 24 + 2);
+
+    ck_assert_msg(spool_open(&sp, dir, 1 << 20, &rec, err, sizeof err) == SPOOL_OK, "%s", err);
+    ck_assert_uint_eq(rec.corrupt_stretches, 1);
+    ck_assert_uint_eq(rec.corrupt_bytes, (uint64_t)(next - at));
+    ck_assert_uint_eq(rec.lost_records, 1);
+    ck_assert_uint_eq(rec.recovered_records, 60);
+    ck_assert_uint_eq(rec.truncated_bytes, 0);
+    ck_assert_uint_eq(rec.records, 99);
+    char where[200];
+    snprintf(where, sizeof where, "seg-0000000000000001 bytes %ld-%ld (ids 40-40)", at, next - 1);
+    ck_assert_str_eq(rec.corrupt_where, where);
+    ck_assert_uint_eq(spool_next_seq(sp), 101);
+    s_append_marked(sp, 10);
+    spool_close(&sp);
+
+    uint64_t seqs[200];
+    size_t n = s_read_all(dir, seqs, 200);
+    ck_assert_uint_eq(n, 109);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_uint_eq(seqs[i], i < 39 ? i + 1 : i + 2);
+}
+END_TEST
+
+START_TEST(test_spool_damaged_tail_never_reuses_ids)
+{
+    /* A bad byte in the last record, which is whole (not a torn write): that
+     * record may have been delivered, so its id is never given again. */
+    char dir[600], seg[700], err[400];
+    snprintf(dir, sizeof dir, "%s/spool", ptest_suite_dir());
+    spool *sp = NULL;
+    spool_recovery rec;
+    ck_assert_msg(spool_open(&sp, dir, 1 << 20, &rec, err, sizeof err) == SPOOL_OK, "%s", err);
+    s_append_marked(sp, 10);
+    spool_close(&sp);
+    snprintf(seg, sizeof seg, "%s/seg-0000000000000001", dir);
+    long at = s_record_offset(seg, 1, 10);
+    s_flip(seg, at + 9); /* the seq field of the header */
+
+    ck_assert_msg(spool_open(&sp, dir, 1 << 20, &rec, err, sizeof err) == SPOOL_OK, "%s", err);
+    ck_assert_uint_eq(rec.corrupt_stretches, 1);
+    ck_assert_uint_eq(rec.truncated_bytes, 0);
+    ck_assert_uint_eq(rec.records, 9);
+    ck_assert_ptr_nonnull(strstr(rec.corrupt_where, "seg-0000000000000001 bytes "));
+    ck_assert_uint_gt(spool_next_seq(sp), 10);
+    uint64_t resumed = spool_next_seq(sp);
+    s_append_marked(sp, 3);
+    spool_close(&sp);
+
+    uint64_t seqs[20];
+    size_t n = s_read_all(dir, seqs, 20);
+    ck_assert_uint_eq(n, 12);
+    for (size_t i = 0; i < 9; i++)
+        ck_assert_uint_eq(seqs[i], i + 1);
+    for (size_t i = 9; i < 12; i++)
+        ck_assert_uint_eq(seqs[i], resumed + (i - 9));
+}
+END_TEST
+
+START_TEST(test_sink_reports_spool_corruption)
+{
+    /* Through the sink: the damage is an error line and a counter, and the
+     * records after it are still sent (they stay in the spool: broker down). */
+    ew_harness *h = s_sink("block", "1MiB");
+    ck_assert_int_eq(ew_harness_init(h), EW_OK);
+    ck_assert_int_eq(s_consume(h, 50, 1000), EW_OK);
+    ew_harness_flush(h);
+    ew_harness_destroy(&h);
+    char seg[600];
+    snprintf(seg, sizeof seg, "%s/test/spool/seg-0000000000000001", ptest_suite_dir());
+    s_flip(seg, s_record_offset(seg, 1, 20) + 30);
+    h = s_sink("block", "1MiB");
+    ck_assert_int_eq(ew_harness_init(h), EW_OK);
+    ck_assert_uint_eq(ew_harness_counter(h, "mqtt_spool_corruptions"), 1);
+    ck_assert_uint_ge(ew_harness_logged(h, EW_LOG_ERROR), 1);
+    ck_assert_int_eq(s_consume(h, 5, 5000), EW_OK);
+    ew_harness_flush(h);
+    ew_harness_destroy(&h);
+    /* ids 1..19, 21..55 on disk, each once, with its "seq" in the payload. */
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/test/spool", ptest_suite_dir());
+    spool *sp = NULL;
+    spool_recovery rec;
+    char err[400];
+    ck_assert_msg(spool_open(&sp, dir, 1 << 20, &rec, err, sizeof err) == SPOOL_OK, "%s", err);
+    ck_assert_uint_eq(rec.records, 54);
+    uint64_t want = 1, seq;
+    const void *data;
+    size_t len;
+    while (spool_read(sp, &seq, &data, &len, err, sizeof err) == 1) {
+        if (want == 20)
+            want++;
+        ck_assert_uint_eq(seq, want);
+        char tag[32];
+        snprintf(tag, sizeof tag, "\"seq\":%llu,", (unsigned long long)seq);
+        ck_assert_ptr_nonnull(memmem(data, len, tag, strlen(tag)));
+        want++;
+    }
+    ck_assert_uint_eq(want, 56);
+    spool_close(&sp);
 }
 END_TEST
 
@@ -430,6 +610,9 @@ int main(void)
     tcase_add_test(tc, test_bad_options_are_clear);
     tcase_add_test(tc, test_spools_while_broker_down_and_keeps_ids_across_restarts);
     tcase_add_test(tc, test_spool_full_block_then_drop_oldest);
+    tcase_add_test(tc, test_spool_damaged_byte_keeps_every_later_record);
+    tcase_add_test(tc, test_spool_damaged_tail_never_reuses_ids);
+    tcase_add_test(tc, test_sink_reports_spool_corruption);
     tcase_add_test(tc, events_spooled_while_down_reach_the_broker_in_order);
     tcase_add_test(tc, refused_event_is_spooled_once_and_held);
     tcase_add_test(tc, bad_event_is_refused_clearly);

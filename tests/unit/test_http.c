@@ -171,7 +171,15 @@ START_TEST(test_get_health_with_client)
     snprintf(url, sizeof url, "%s/metrics", fx.url);
     ck_assert_int_eq(http_get(url, 2000, &status, body, sizeof body, fx.err, sizeof fx.err), 0);
     ck_assert_int_eq(status, 200);
-    ck_assert_str_eq(body, "edgewatch_up 1\n");
+    /* The handler's text, then the server's own process gauge (the RSS). */
+    char metrics[1024];
+    ck_assert_int_eq(http_get(url, 2000, &status, metrics, sizeof metrics, fx.err, sizeof fx.err), 0);
+    ck_assert_int_eq(status, 200);
+    ck_assert_msg(strncmp(metrics, "edgewatch_up 1\n# HELP edgewatch_process_resident_bytes ", 55) == 0, "%s",
+                  metrics);
+    const char *rss = strstr(metrics, "\nedgewatch_process_resident_bytes ");
+    ck_assert_ptr_nonnull(rss);
+    ck_assert_int_gt(strtoll(rss + 34, NULL, 10), 1 << 20);
 
     /* Without a scheme, and with a query string the handler never sees. */
     snprintf(url, sizeof url, "127.0.0.1:%u/health?verbose=1", fx.port);
@@ -410,7 +418,34 @@ START_TEST(test_slow_client_dropped)
     clock_gettime(CLOCK_MONOTONIC, &b);
     close(fd);
     ck_assert_msg(closed, "connection still open after 9 s");
-    ck_assert_int_ge(b.tv_sec - a.tv_sec, 3);
+    ck_assert_int_ge(b.tv_sec - a.tv_sec, 2);
+}
+END_TEST
+
+START_TEST(test_byte_at_a_time_client_dropped)
+{
+    /* One byte every 200 ms restarts the 5 s idle timeout each time; the deadline
+     * of a whole exchange (3 s) still cuts the connection (issue 14 item 8). */
+    static const char req[] = "GET /health HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    int fd = s_connect_loopback(fx.port);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    int cut = 0;
+    for (size_t i = 0; i < sizeof req - 1 && !cut; i++) {
+        if (send(fd, req + i, 1, MSG_NOSIGNAL) != 1) {
+            cut = 1;
+            break;
+        }
+        char buf[512];
+        int closed = 0;
+        s_read_until_close(fd, buf, sizeof buf, 200, &closed);
+        cut = closed;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    close(fd);
+    double spent = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+    ck_assert_msg(cut, "a client sending a byte every 200 ms was never cut (%.1f s)", spent);
+    ck_assert_msg(spent >= 2.5 && spent < 6.0, "cut after %.1f s, not the 3 s deadline", spent);
 }
 END_TEST
 
@@ -717,6 +752,7 @@ static Suite *s_suite(void)
     tcase_add_test(server, test_concurrent_clients);
     tcase_add_test(server, test_connection_limit_per_ip);
     tcase_add_test(server, test_slow_client_dropped);
+    tcase_add_test(server, test_byte_at_a_time_client_dropped);
     tcase_add_test(server, test_client_body_truncated_to_buffer);
     tcase_add_test(server, test_stop_then_connection_refused);
     tcase_add_test(server, test_start_errors);

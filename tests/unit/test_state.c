@@ -730,6 +730,64 @@ START_TEST(test_prepare_dir_probe_catches_full_volume)
 }
 END_TEST
 
+START_TEST(test_lock_is_exclusive_and_names_the_holder)
+{
+    char state[600], pid[32];
+    snprintf(state, sizeof state, "%s/state", fx.dir);
+    int fd = state_lock(state, fx.err, sizeof fx.err);
+    ck_assert_msg(fd >= 0, "%s", fx.err);
+    /* A second open file description cannot take it, even in this process. */
+    ck_assert_int_eq(state_lock(state, fx.err, sizeof fx.err), STATE_LOCK_BUSY);
+    snprintf(pid, sizeof pid, "(pid %ld,", (long)getpid());
+    ck_assert_msg(strstr(fx.err, pid) && strstr(fx.err, "in use by another edgewatch"), "%s", fx.err);
+    /* Nor a child process. */
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        char err[600];
+        _exit(state_lock(state, err, sizeof err) == STATE_LOCK_BUSY ? 0 : 1);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(fd);
+    fd = state_lock(state, fx.err, sizeof fx.err);
+    ck_assert_msg(fd >= 0, "released lock not taken again: %s", fx.err);
+    close(fd);
+}
+END_TEST
+
+START_TEST(test_lock_without_a_usable_folder)
+{
+    char blocker[600], state[700];
+    s_path(blocker, sizeof blocker, "file");
+    FILE *f = fopen(blocker, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    snprintf(state, sizeof state, "%s/state", blocker);
+    ck_assert_int_eq(state_lock(state, fx.err, sizeof fx.err), STATE_LOCK_NONE);
+    ck_assert_ptr_nonnull(strstr(fx.err, blocker));
+}
+END_TEST
+
+START_TEST(test_clean_stop_marker)
+{
+    char prev[128];
+    ck_assert_int_eq(state_mark_running(fx.dir, prev, sizeof prev, fx.err, sizeof fx.err), 0);
+    state_mark_stopped(fx.dir);
+    ck_assert_int_eq(state_mark_running(fx.dir, prev, sizeof prev, fx.err, sizeof fx.err), 0);
+    /* No stop: the next start finds the marker and what it said. */
+    ck_assert_int_eq(state_mark_running(fx.dir, prev, sizeof prev, fx.err, sizeof fx.err), 1);
+    char want[64];
+    snprintf(want, sizeof want, "pid %ld started 20", (long)getpid());
+    ck_assert_msg(strncmp(prev, want, strlen(want)) == 0, "%s", prev);
+    state_mark_stopped(fx.dir);
+    char marker[600];
+    s_path(marker, sizeof marker, ".running");
+    ck_assert_int_ne(access(marker, F_OK), 0);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("state");
@@ -765,6 +823,9 @@ static Suite *s_suite(void)
     tcase_add_test(dirs, test_prepare_dir_read_only);
     tcase_add_test(dirs, test_prepare_dir_existing_on_read_only_mount);
     tcase_add_test(dirs, test_prepare_dir_probe_catches_full_volume);
+    tcase_add_test(dirs, test_lock_is_exclusive_and_names_the_holder);
+    tcase_add_test(dirs, test_lock_without_a_usable_folder);
+    tcase_add_test(dirs, test_clean_stop_marker);
     suite_add_tcase(s, dirs);
     return s;
 }
