@@ -186,6 +186,9 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
         /* Read too: the tail is checked for a line a crash left half-written. */
         j->fd = open(cfg->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
         j->shown_path = cfg->path;
+        bool readable = j->fd >= 0;
+        if (!readable && errno == EACCES)
+            j->fd = open(cfg->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
         if (j->fd < 0) {
             host->set_error(node, "cannot open %s for appending: %s; check that its folder exists "
                                   "and is writable, or set path = - for standard output",
@@ -196,7 +199,12 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
         struct stat st;
         if (fstat(j->fd, &st) == 0) {
             j->size = (uint64_t)st.st_size;
-            if (S_ISREG(st.st_mode) && s_repair_tail(j, j->size) != EW_OK) {
+            if (!readable)
+                host->log(node, EW_LOG_INFO,
+                          "%s is write-only for edgewatch: a line a crash left half-written at its end "
+                          "cannot be checked; give read permission too",
+                          cfg->path);
+            else if (S_ISREG(st.st_mode) && s_repair_tail(j, j->size) != EW_OK) {
                 close(j->fd);
                 free(j);
                 return EW_ERR;

@@ -285,6 +285,40 @@ START_TEST(torn_last_line_is_cut_before_appending)
 }
 END_TEST
 
+/* A file edgewatch may write but not read is still appended to (the tail
+ * cannot be checked then, and the log says so): the repair must not cost a
+ * sink that worked before. Needs root to become another user. */
+START_TEST(write_only_file_is_still_appended)
+{
+    const char *fork_mode = getenv("CK_FORK");
+    if (geteuid() != 0 || (fork_mode && strcmp(fork_mode, "no") == 0))
+        return; /* setuid below would outlive this test unforked */
+    FILE *f = fopen(s_path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"a\":1}\n", f);
+    fclose(f);
+    ck_assert_int_eq(chown(s_path, 65534, 65534), 0);
+    ck_assert_int_eq(chmod(s_path, 0200), 0);
+    ck_assert_int_eq(chmod(ptest_suite_dir(), 0711), 0);
+    ck_assert_int_eq(chmod(s_dir, 0711), 0);
+    ck_assert_int_eq(setgid(65534), 0);
+    ck_assert_int_eq(setuid(65534), 0);
+    const char *const names[] = {"x"};
+    int rc;
+    ew_harness *h = s_open(1, names, (const char *[]){"path", s_path, NULL}, &rc);
+    ck_assert_msg(rc == EW_OK, "%s", ew_harness_error(h));
+    const int64_t ts[] = {0};
+    const double v[] = {1};
+    ck_assert_int_eq(ew_harness_consume(h, 1, ts, v), EW_OK);
+    ck_assert_uint_eq(ew_harness_logged(h, EW_LOG_WARN), 0);
+    ck_assert_uint_eq(ew_harness_logged(h, EW_LOG_INFO), 1);
+    ew_harness_destroy(&h);
+    struct stat st;
+    ck_assert_int_eq(stat(s_path, &st), 0);
+    ck_assert_int_gt(st.st_size, 8 + 20);
+}
+END_TEST
+
 START_TEST(open_error_names_the_path)
 {
     const char *const names[] = {"x"};
@@ -836,6 +870,7 @@ int main(void)
     tcase_add_test(tc, odd_channel_names_are_escaped);
     tcase_add_test(tc, file_is_appended_with_mode_0640);
     tcase_add_test(tc, torn_last_line_is_cut_before_appending);
+    tcase_add_test(tc, write_only_file_is_still_appended);
     tcase_add_test(tc, open_error_names_the_path);
     tcase_add_test(tc, stdout_by_default);
     tcase_add_test(tc, disk_full_is_transient_then_lost_at_flush);
