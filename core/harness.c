@@ -14,11 +14,14 @@
 #include "state.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define S_NODE_NAME "test"
@@ -47,6 +50,7 @@ struct ew_harness {
     const ew_plugin *plugin;
     ew_host host;
     char *state_dir;
+    bool own_state_dir; /* state_dir is our temporary folder: removed by destroy */
 
     options_kv *kvs;
     size_t nkvs;
@@ -293,14 +297,42 @@ static int s_host_emit(ew_node *node, int64_t ts, const double *values)
     return EW_OK;
 }
 
+/* With no state_dir given, a temporary folder of our own (TMPDIR or /tmp),
+ * made on first use so a plugin without state leaves nothing behind. */
+static int s_state_root(ew_harness *h, char *err, size_t errlen)
+{
+    if (h->state_dir)
+        return 0;
+    const char *tmp = getenv("TMPDIR");
+    size_t len = strlen(tmp && *tmp ? tmp : "/tmp") + 32;
+    char *dir = malloc(len);
+    if (!dir) {
+        snprintf(err, errlen, "out of memory making the harness's temporary state folder");
+        return -1;
+    }
+    snprintf(dir, len, "%s/ew-harness-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        snprintf(err, errlen, "cannot make a temporary state folder %s: %s; set TMPDIR or pass a "
+                              "state_dir to ew_harness_new", dir, strerror(errno));
+        free(dir);
+        return -1;
+    }
+    h->state_dir = dir;
+    h->own_state_dir = true;
+    return 0;
+}
+
+static int s_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
 /* The node's state folder (state_dir/test), made on first use as the host does. */
 static int s_state_folder(ew_harness *h, const char *file, char *dir, size_t dirlen)
 {
-    if (!h->state_dir) {
-        s_host_log(&h->node, EW_LOG_ERROR,
-                   "state file %s: this harness has no state_dir (pass one to ew_harness_new)", file);
-        return EW_ERR;
-    }
     if (!state_name_valid(file)) {
         s_host_log(&h->node, EW_LOG_ERROR,
                    "state file name \"%s\" is invalid: use [A-Za-z0-9_.-]+, not starting with '.'",
@@ -308,7 +340,8 @@ static int s_state_folder(ew_harness *h, const char *file, char *dir, size_t dir
         return EW_EINVAL;
     }
     char err[512];
-    if (state_prepare_dir(h->state_dir, S_NODE_NAME, dir, dirlen, err, sizeof err) < 0) {
+    if (s_state_root(h, err, sizeof err) < 0 ||
+        state_prepare_dir(h->state_dir, S_NODE_NAME, dir, dirlen, err, sizeof err) < 0) {
         s_host_log(&h->node, EW_LOG_ERROR, "%s", err);
         return EW_ERR;
     }
@@ -426,11 +459,8 @@ static const char *s_host_state_path(ew_node *node)
 {
     ew_harness *h = node->h;
     char err[512];
-    if (!h->state_dir) {
-        s_error(h, "no state folder: pass one to ew_harness_new");
-        return NULL;
-    }
-    if (state_prepare_dir(h->state_dir, S_NODE_NAME, h->state_path, sizeof h->state_path, err,
+    if (s_state_root(h, err, sizeof err) < 0 ||
+        state_prepare_dir(h->state_dir, S_NODE_NAME, h->state_path, sizeof h->state_path, err,
                           sizeof err) < 0) {
         s_host_log(node, EW_LOG_ERROR, "%s", err);
         s_error(h, "%s", err);
@@ -897,6 +927,8 @@ void ew_harness_destroy(ew_harness **hp)
     for (size_t i = 0; i < h->ncounters; i++)
         free(h->counters[i]);
     free(h->counters);
+    if (h->own_state_dir)
+        nftw(h->state_dir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     free(h->state_dir);
     free(h);
     *hp = NULL;

@@ -7,6 +7,9 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,19 +67,78 @@ void loader_file_name(ew_kind kind, const char *name, char *out, size_t outlen)
     snprintf(out, outlen, "%s_%s.so", graph_kind_name(kind), name);
 }
 
-/* Refuses a file or folder that another user could replace or change: any
- * user for folders, any user or the group for the file itself. */
-static int s_check_writable(const char *path, const struct stat *st, const char *what, char *err,
-                            size_t errlen)
+/* Refuses a file or folder that another user could replace or change, as
+ * OpenSSH's safe_path does: it must be owned by root or by the user we run as,
+ * and writable by neither its group nor every user. A folder above the
+ * plugin's own folder may be writable by all when it is sticky and owned by
+ * root (like /tmp): others cannot rename what is not theirs there. `via` is
+ * the path asked for, named when it differs from the path checked. */
+static int s_check_safe(const char *checked, const char *via, const struct stat *st, bool ancestor,
+                        char *err, size_t errlen)
 {
-    mode_t unsafe = S_ISDIR(st->st_mode) ? S_IWOTH : S_IWOTH | S_IWGRP;
-    if (st->st_mode & unsafe) {
+    bool dir = S_ISDIR(st->st_mode);
+    char from[PATH_MAX + 20] = "";
+    if (strcmp(checked, via) != 0)
+        snprintf(from, sizeof from, " (%s %s)", dir ? "holding" : "linked from", via);
+    if (st->st_uid != 0 && st->st_uid != geteuid()) {
         snprintf(err, errlen,
-                 "refusing plugin %s %s: it is writable by %s (mode %04o), so they could run code in "
-                 "edgewatch; fix with: chmod %s %s",
-                 what, path, (st->st_mode & S_IWOTH) ? "every user" : "its group",
-                 (unsigned)(st->st_mode & 07777), S_ISDIR(st->st_mode) ? "o-w" : "go-w", path);
+                 "refusing plugin %s %s%s: it is owned by user %u, neither root nor the user edgewatch "
+                 "runs as (%u), who could change it; fix with: chown root %s",
+                 dir ? "folder" : "file", checked, from, (unsigned)st->st_uid, (unsigned)geteuid(), checked);
         return -1;
+    }
+    if (!(st->st_mode & (S_IWOTH | S_IWGRP)))
+        return 0;
+    if (ancestor && (st->st_mode & S_ISVTX) && st->st_uid == 0)
+        return 0;
+    snprintf(err, errlen,
+             "refusing plugin %s %s%s: it is writable by %s (mode %04o), so they could run code in "
+             "edgewatch; fix with: chmod go-w %s",
+             dir ? "folder" : "file", checked, from, (st->st_mode & S_IWOTH) ? "every user" : "its group",
+             (unsigned)(st->st_mode & 07777), checked);
+    return -1;
+}
+
+/* Resolves every symlink, then checks the file through its open descriptor
+ * (what is checked is what is opened) and each folder up to the root. Puts
+ * the resolved path in real for dlopen: its folders are safe, so nobody else
+ * can swap the file between the check and the load. */
+static int s_vet(const char *path, char *real, char *err, size_t errlen)
+{
+    if (!realpath(path, real)) {
+        snprintf(err, errlen, "cannot read plugin %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        snprintf(err, errlen, "cannot read plugin %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "plugin %s is not a regular file", path);
+        return -1;
+    }
+    if (s_check_safe(real, path, &st, false, err, errlen) < 0)
+        return -1;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", real);
+    for (bool ancestor = false;; ancestor = true) {
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+            break;
+        *(slash == dir ? slash + 1 : slash) = '\0';
+        if (lstat(dir, &st) < 0) {
+            snprintf(err, errlen, "cannot check plugin folder %s (holding %s): %s", dir, path, strerror(errno));
+            return -1;
+        }
+        if (s_check_safe(dir, path, &st, ancestor, err, errlen) < 0)
+            return -1;
+        if (slash == dir)
+            break;
     }
     return 0;
 }
@@ -103,27 +165,10 @@ int loader_open_file(const char *path, unsigned host_major, unsigned host_minor,
                      char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    struct stat st;
-    if (stat(path, &st) < 0) {
-        snprintf(err, errlen, "cannot read plugin %s: %s", path, strerror(errno));
+    char real[PATH_MAX];
+    if (s_vet(path, real, err, errlen) < 0)
         return -1;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "plugin %s is not a regular file", path);
-        return -1;
-    }
-    if (s_check_writable(path, &st, "file", err, errlen) < 0)
-        return -1;
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) {
-        *(slash == dir ? slash + 1 : slash) = '\0';
-        struct stat dst;
-        if (stat(dir, &dst) == 0 && s_check_writable(dir, &dst, "folder", err, errlen) < 0)
-            return -1;
-    }
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    void *h = dlopen(real, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         snprintf(err, errlen, "cannot load plugin %s: %s", path, dlerror());
         return -1;

@@ -1,11 +1,12 @@
 /* edgewatch plugin test harness: drives one plugin instance without the host,
  * for unit tests of plugins (in tree or out of tree, e.g. with Check).
  *
- *     ew_harness *h = ew_harness_new(&my_plugin_descriptor, tmpdir);
+ *     ew_harness *h = ew_harness_new(ew_plugin_entry(), NULL);  // NULL: temporary state folder
  *     ew_harness_option(h, "window", "50");
  *     ew_harness_input(h, 1, (const char *[]){"temp"});   // detectors only
  *     if (ew_harness_init(h) != EW_OK) puts(ew_harness_error(h));
- *     ew_harness_process(h, n, ts, values, &scores);
+ *     ew_harness_process(h, n, ts, values);                // values: n x 1 channel
+ *     const double *scores = ew_harness_scores(h);         // n scores, until the next call
  *     ew_harness_destroy(&h);
  *
  * Options are parsed and validated exactly as the host does. Link with
@@ -22,8 +23,11 @@ extern "C" {
 
 typedef struct ew_harness ew_harness;
 
-/* Creates a harness for `plugin`, named "test"; state files go under state_dir
- * (NULL = state functions fail). Returns NULL when out of memory. */
+/* Creates a harness for `plugin`, named "test"; state files go under state_dir.
+ * With NULL, the state functions use a temporary folder the harness makes (in
+ * TMPDIR, else /tmp) on first use and removes in ew_harness_destroy, so state
+ * lasts for this harness only; give a folder to test a restart. Returns NULL
+ * when out of memory. */
 ew_harness *ew_harness_new(const ew_plugin *plugin, const char *state_dir);
 /* Sets an option as if written `key = value` in the node's section. */
 int ew_harness_option(ew_harness *h, const char *key, const char *value);

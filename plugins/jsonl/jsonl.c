@@ -115,6 +115,47 @@ static void s_destroy(void *self)
     free(j);
 }
 
+/* A crash mid-write can leave a last line without its newline; appending to
+ * it would glue the next line on and make both unreadable. Cuts the file back
+ * to just after its last newline (or to empty) and says what was cut. */
+static int s_repair_tail(jsonl *j, uint64_t size)
+{
+    if (size == 0)
+        return EW_OK;
+    char buf[4096];
+    uint64_t end = size;
+    while (end > 0) {
+        size_t n = end < sizeof buf ? (size_t)end : sizeof buf;
+        ssize_t got = pread(j->fd, buf, n, (off_t)(end - n));
+        if (got != (ssize_t)n) {
+            j->host->set_error(j->node, "cannot read the end of %s to check for a half-written line: %s",
+                               j->shown_path, got < 0 ? strerror(errno) : "short read");
+            return EW_ERR;
+        }
+        const char *nl = NULL;
+        for (size_t i = n; i > 0 && !nl; i--)
+            if (buf[i - 1] == '\n')
+                nl = buf + i - 1;
+        if (nl) {
+            end = end - n + (uint64_t)(nl - buf) + 1;
+            break;
+        }
+        end -= n;
+    }
+    if (end == size)
+        return EW_OK;
+    if (ftruncate(j->fd, (off_t)end) != 0) {
+        j->host->set_error(j->node, "cannot cut the half-written last line of %s: %s", j->shown_path,
+                           strerror(errno));
+        return EW_ERR;
+    }
+    j->host->log(j->node, EW_LOG_WARN,
+                 "cut %llu bytes of a half-written last line from %s at byte %llu (left by a crash)",
+                 (unsigned long long)(size - end), j->shown_path, (unsigned long long)end);
+    j->size = end;
+    return EW_OK;
+}
+
 static int s_init(const ew_host *host, ew_node *node, const void *config, void **self)
 {
     const jsonl_config *cfg = config;
@@ -142,8 +183,12 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
             return EW_ERR;
         }
     } else {
-        j->fd = open(cfg->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        /* Read too: the tail is checked for a line a crash left half-written. */
+        j->fd = open(cfg->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
         j->shown_path = cfg->path;
+        bool readable = j->fd >= 0;
+        if (!readable && errno == EACCES)
+            j->fd = open(cfg->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
         if (j->fd < 0) {
             host->set_error(node, "cannot open %s for appending: %s; check that its folder exists "
                                   "and is writable, or set path = - for standard output",
@@ -152,8 +197,19 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
             return EW_EINVAL;
         }
         struct stat st;
-        if (fstat(j->fd, &st) == 0)
+        if (fstat(j->fd, &st) == 0) {
             j->size = (uint64_t)st.st_size;
+            if (!readable)
+                host->log(node, EW_LOG_INFO,
+                          "%s is write-only for edgewatch: a line a crash left half-written at its end "
+                          "cannot be checked; give read permission too",
+                          cfg->path);
+            else if (S_ISREG(st.st_mode) && s_repair_tail(j, j->size) != EW_OK) {
+                close(j->fd);
+                free(j);
+                return EW_ERR;
+            }
+        }
     }
     j->json = ewp_json_new();
     if (!j->json) {

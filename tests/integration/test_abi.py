@@ -183,5 +183,33 @@ input = gen
         self.assertWritableRefused(folder)
 
 
+    def test_symlink_into_a_world_writable_folder_is_refused(self):
+        # Issue 14 item 7: the plugin folder is a link to a folder inside a
+        # world-writable one; the loader checks where the link leads.
+        public = os.path.join(self.tmp, "public")
+        os.makedirs(public)
+        self.copy_plugins(os.path.join(public, "plugins"))
+        os.chmod(public, 0o777)
+        link = os.path.join(self.tmp, "plugins")
+        os.symlink(os.path.join(public, "plugins"), link)
+        self.assertWritableRefused(link)
+        result = self.cli("check", self.writable_config(link), env=self.env(plugin_path=False))
+        self.assertIn("refusing plugin folder %s (holding %s/" % (public, link), result.stderr)
+        self.assertIn("chmod go-w %s" % public, result.stderr)
+
+    def test_writable_parent_folder_is_refused(self):
+        # Issue 14 item 7: a writable folder above the plugin's own lets others
+        # rename the plugin folder away and put theirs in its place.
+        parent = os.path.join(self.tmp, "shared")
+        os.makedirs(parent)
+        folder = os.path.join(parent, "plugins")
+        self.copy_plugins(folder)
+        os.chmod(parent, 0o775)
+        self.assertWritableRefused(folder)
+        result = self.cli("check", self.writable_config(folder), env=self.env(plugin_path=False))
+        self.assertIn("refusing plugin folder %s (holding %s/" % (parent, folder), result.stderr)
+        self.assertIn("writable by its group (mode 0775)", result.stderr)
+
+
 if __name__ == "__main__":
     ewtest.main()

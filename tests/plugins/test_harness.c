@@ -206,12 +206,41 @@ START_TEST(state_survives_a_restart)
 }
 END_TEST
 
-START_TEST(state_needs_a_state_dir)
+/* Without a state_dir the harness keeps state in a temporary folder of its own
+ * (under TMPDIR), made on first use and removed by destroy (issue 14 item 17:
+ * it used to fail the plugin's init). */
+static int s_count_entries(const char *dir)
 {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "find '%s' -mindepth 1 | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    int n = -1;
+    ck_assert_int_eq(fscanf(p, "%d", &n), 1);
+    pclose(p);
+    return n;
+}
+
+START_TEST(state_without_a_state_dir_is_temporary)
+{
+    const char *old = getenv("TMPDIR");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("TMPDIR", s_dir, 1);
     ew_harness *h = s_counting_harness(NULL);
-    ck_assert_int_ne(ew_harness_init(h), EW_OK);
-    ck_assert_uint_ge(ew_harness_logged(h, EW_LOG_ERROR), 1);
+    ck_assert_msg(ew_harness_init(h) == EW_OK, "%s", ew_harness_error(h));
+    ck_assert_uint_eq(ew_harness_logged(h, EW_LOG_ERROR), 2); /* the two refused counters */
+    const int64_t ts[3] = {0};
+    const double v[3] = {0};
+    ck_assert_int_eq(ew_harness_process(h, 3, ts, v), EW_OK);
+    ck_assert_int_eq(ew_harness_flush(h), EW_OK);
+    ck_assert_int_gt(s_count_entries(s_dir), 0);
     ew_harness_destroy(&h);
+    ck_assert_int_eq(s_count_entries(s_dir), 0);
+    if (saved)
+        setenv("TMPDIR", saved, 1);
+    else
+        unsetenv("TMPDIR");
+    free(saved);
     h = s_counting_harness(s_dir);
     ew_harness_option(h, "file", "../escape");
     ck_assert_int_ne(ew_harness_init(h), EW_OK);
@@ -388,7 +417,7 @@ int main(void)
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_add_test(tc, detector_schema_scores_and_extras);
     tcase_add_test(tc, state_survives_a_restart);
-    tcase_add_test(tc, state_needs_a_state_dir);
+    tcase_add_test(tc, state_without_a_state_dir_is_temporary);
     tcase_add_test(tc, option_errors_name_key_and_line);
     tcase_add_test(tc, detector_needs_its_input_before_init);
     tcase_add_test(tc, run_jumps_the_clock_instead_of_sleeping);

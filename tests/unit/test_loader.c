@@ -341,17 +341,133 @@ START_TEST(test_world_writable_folder)
         ck_assert_int_eq(loader_open_file(dst, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
         char want[3 * PATH_MAX];
         s_fmt(want, sizeof want,
-              "refusing plugin folder %s: it is writable by every user (mode %s), so they could run code in "
-              "edgewatch; fix with: chmod o-w %s",
-              fx.tmp, shown[i], fx.tmp);
+              "refusing plugin folder %s (holding %s): it is writable by every user (mode %s), so they could "
+              "run code in edgewatch; fix with: chmod go-w %s",
+              fx.tmp, dst, shown[i], fx.tmp);
         ck_assert_str_eq(fx.err, want);
         ck_assert_ptr_null(p.handle);
     }
-    /* A folder writable by its group only is accepted. */
+    /* Its group may not write the plugin's folder either: they could swap the file. */
     ck_assert_int_eq(chmod(fx.tmp, 0770), 0);
+    ck_assert_int_eq(loader_open_file(dst, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
+    ck_assert_ptr_null(p.handle);
+    ck_assert_int_eq(chmod(fx.tmp, 0750), 0);
     ck_assert_int_eq(loader_open_file(dst, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), 0);
     loader_close(&p);
     ck_assert_int_eq(chmod(fx.tmp, 0700), 0);
+}
+END_TEST
+
+/* A symlink does not launder a plugin: the loader checks the file the link
+ * resolves to, and the folders above it (issue 14 item 7). */
+START_TEST(test_symlink_into_writable_folder)
+{
+    char src[PATH_MAX], pub[PATH_MAX], real[PATH_MAX], safe[PATH_MAX], link[PATH_MAX];
+    s_build_file(src, sizeof src, "source", "synth");
+    s_fmt(pub, sizeof pub, "%s/pub", fx.tmp);
+    s_fmt(safe, sizeof safe, "%s/safe", fx.tmp);
+    ck_assert_int_eq(mkdir(pub, 0755), 0);
+    ck_assert_int_eq(mkdir(safe, 0755), 0);
+    s_fmt(real, sizeof real, "%s/source_synth.so", pub);
+    s_copy(src, real, 0644);
+    ck_assert_int_eq(chmod(pub, 0777), 0);
+    s_fmt(link, sizeof link, "%s/source_synth.so", safe);
+    ck_assert_int_eq(symlink(real, link), 0);
+    loaded_plugin p;
+    ck_assert_int_eq(loader_open_file(link, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
+    char want[3 * PATH_MAX];
+    s_fmt(want, sizeof want,
+          "refusing plugin folder %s (holding %s): it is writable by every user (mode 0777), so they could "
+          "run code in edgewatch; fix with: chmod go-w %s",
+          pub, link, pub);
+    ck_assert_str_eq(fx.err, want);
+    ck_assert_ptr_null(p.handle);
+    /* A world-writable file behind a link in a safe folder is refused too. */
+    ck_assert_int_eq(chmod(pub, 0755), 0);
+    ck_assert_int_eq(chmod(real, 0666), 0);
+    ck_assert_int_eq(loader_open_file(link, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
+    s_fmt(want, sizeof want,
+          "refusing plugin file %s (linked from %s): it is writable by every user (mode 0666), so they could "
+          "run code in edgewatch; fix with: chmod go-w %s",
+          real, link, real);
+    ck_assert_str_eq(fx.err, want);
+    ck_assert_int_eq(chmod(real, 0644), 0);
+    ck_assert_int_eq(loader_open_file(link, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), 0);
+    loader_close(&p);
+}
+END_TEST
+
+/* A writable folder anywhere above the plugin lets its users rename the
+ * plugin's folder away and put their own in its place. */
+START_TEST(test_writable_parent_folder)
+{
+    char src[PATH_MAX], mid[PATH_MAX], leaf[PATH_MAX], dst[PATH_MAX];
+    s_build_file(src, sizeof src, "source", "synth");
+    s_fmt(mid, sizeof mid, "%s/mid", fx.tmp);
+    s_fmt(leaf, sizeof leaf, "%s/mid/leaf", fx.tmp);
+    ck_assert_int_eq(mkdir(mid, 0755), 0);
+    ck_assert_int_eq(mkdir(leaf, 0755), 0);
+    s_fmt(dst, sizeof dst, "%s/source_synth.so", leaf);
+    s_copy(src, dst, 0644);
+    loaded_plugin p;
+    ck_assert_int_eq(loader_open_file(dst, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), 0);
+    loader_close(&p);
+    static const mode_t modes[] = {0777, 0775};
+    static const char *const shown[] = {"0777", "0775"};
+    static const char *const who[] = {"every user", "its group"};
+    for (size_t i = 0; i < 2; i++) {
+        ck_assert_int_eq(chmod(mid, modes[i]), 0);
+        ck_assert_int_eq(loader_open_file(dst, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
+        char want[3 * PATH_MAX];
+        s_fmt(want, sizeof want,
+              "refusing plugin folder %s (holding %s): it is writable by %s (mode %s), so they could "
+              "run code in edgewatch; fix with: chmod go-w %s",
+              mid, dst, who[i], shown[i], mid);
+        ck_assert_str_eq(fx.err, want);
+        ck_assert_ptr_null(p.handle);
+    }
+    /* A sticky folder owned by root (like /tmp) is safe above the plugin's own
+     * folder: others cannot rename what they do not own. */
+    if (geteuid() == 0) {
+        ck_assert_int_eq(chmod(mid, 01777), 0);
+        ck_assert_int_eq(loader_open_file(dst, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), 0);
+        loader_close(&p);
+    }
+    ck_assert_int_eq(chmod(mid, 0755), 0);
+}
+END_TEST
+
+/* A plugin or folder owned by another user who is not root is theirs to change. */
+START_TEST(test_owned_by_other_user)
+{
+    if (geteuid() != 0)
+        return; /* only root can give a file away */
+    char src[PATH_MAX], dir[PATH_MAX], dst[PATH_MAX];
+    s_build_file(src, sizeof src, "source", "synth");
+    s_fmt(dir, sizeof dir, "%s/d", fx.tmp);
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    s_fmt(dst, sizeof dst, "%s/source_synth.so", dir);
+    s_copy(src, dst, 0644);
+    ck_assert_int_eq(chown(dst, 65534, (gid_t)-1), 0);
+    loaded_plugin p;
+    ck_assert_int_eq(loader_open_file(dst, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
+    char want[3 * PATH_MAX];
+    s_fmt(want, sizeof want,
+          "refusing plugin file %s: it is owned by user 65534, neither root nor the user "
+          "edgewatch runs as (%u), who could change it; fix with: chown root %s",
+          dst, (unsigned)geteuid(), dst);
+    ck_assert_str_eq(fx.err, want);
+    ck_assert_int_eq(chown(dst, 0, (gid_t)-1), 0);
+    ck_assert_int_eq(chown(dir, 65534, (gid_t)-1), 0);
+    ck_assert_int_eq(loader_open_file(dst, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), -1);
+    s_fmt(want, sizeof want,
+          "refusing plugin folder %s (holding %s): it is owned by user 65534, neither root nor the user "
+          "edgewatch runs as (%u), who could change it; fix with: chown root %s",
+          dir, dst, (unsigned)geteuid(), dir);
+    ck_assert_str_eq(fx.err, want);
+    ck_assert_int_eq(chown(dir, 0, (gid_t)-1), 0);
+    ck_assert_int_eq(loader_open_file(dst, EW_ABI_MAJOR, EW_ABI_MINOR, &p, fx.err, sizeof fx.err), 0);
+    loader_close(&p);
 }
 END_TEST
 
@@ -545,6 +661,9 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_name_differs_from_file);
     tcase_add_test(tc, test_world_writable_file);
     tcase_add_test(tc, test_world_writable_folder);
+    tcase_add_test(tc, test_symlink_into_writable_folder);
+    tcase_add_test(tc, test_writable_parent_folder);
+    tcase_add_test(tc, test_owned_by_other_user);
     tcase_add_test(tc, test_not_a_plugin);
     tcase_add_test(tc, test_abi_gate);
     tcase_add_test(tc, test_list);
