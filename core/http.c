@@ -430,11 +430,17 @@ static long long s_resident_bytes(void)
     FILE *f = fopen("/proc/self/statm", "re");
     if (!f)
         return -1;
-    unsigned long long size = 0, resident = 0;
-    int n = fscanf(f, "%llu %llu", &size, &resident);
+    char line[128] = "";
+    bool ok = fgets(line, sizeof line, f) != NULL;
     fclose(f);
+    /* "size resident shared ...", in pages. */
+    char *end = line;
+    errno = 0;
+    (void)strtoull(line, &end, 10);
+    char *after = end;
+    unsigned long long resident = ok ? strtoull(end, &after, 10) : 0;
     long page = sysconf(_SC_PAGESIZE);
-    return n == 2 && page > 0 ? (long long)(resident * (unsigned long long)page) : -1;
+    return ok && errno == 0 && after != end && page > 0 ? (long long)(resident * (unsigned long long)page) : -1;
 }
 
 /* Appends the process gauges to a /metrics body. They are the server's own, as

@@ -652,15 +652,15 @@ static int s_init(const ew_host *host, ew_node *node, const void *config, void *
                   "network can learn to copy its input and then misses anomalies; use a layer "
                   "narrower than window * channels, or layers = auto", narrowest, a->d);
 
-    /* Never a 0-byte request: its NULL would read as out of memory. */
-    a->ring = calloc(2 * a->d, sizeof *a->ring);
+    /* Never a 0-byte request (+ 1): its NULL would read as out of memory. */
+    a->ring = calloc(2 * a->d + 1, sizeof *a->ring);
     /* calloc: the unused lanes of a partial block are computed too. */
-    a->xt = calloc(a->d * AE_BLOCK, sizeof *a->xt);
-    a->sq = calloc(a->d * AE_BLOCK, sizeof *a->sq);
+    a->xt = calloc(a->d * AE_BLOCK + 1, sizeof *a->xt);
+    a->sq = calloc(a->d * AE_BLOCK + 1, sizeof *a->sq);
     if (!a->ring || !a->xt || !a->sq)
         goto oom;
     if (cfg->retrain_every > 0) {
-        a->reservoir = malloc((size_t)cfg->train_samples * a->d * sizeof *a->reservoir);
+        a->reservoir = malloc(((size_t)cfg->train_samples * a->d + 1) * sizeof *a->reservoir);
         if (!a->reservoir)
             goto oom;
     }
@@ -772,7 +772,7 @@ static void s_keep(autoencoder *a, const double *win)
 static int s_retrain(autoencoder *a)
 {
     const size_t d = a->d, cap = (size_t)a->cfg->train_samples, n = a->res_n;
-    double *rows = malloc(n * d * sizeof *rows);
+    double *rows = malloc((n * d + 1) * sizeof *rows);
     if (!rows) {
         a->host->set_error(a->node, "out of memory copying the retraining reservoir");
         return EW_ERR;

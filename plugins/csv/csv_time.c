@@ -137,7 +137,7 @@ int csv_time_strptime(const char *text, const char *format, int64_t *ns)
                              : ewp_days_from_civil(year, mon + 1, 1);
     if (days >= next)
         return -1;
-    int64_t secs = days * 86400 + tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec - tm.tm_gmtoff;
+    int64_t secs = days * 86400 + (int64_t)tm.tm_hour * 3600 + (int64_t)tm.tm_min * 60 + tm.tm_sec - tm.tm_gmtoff;
     int64_t v;
     if (__builtin_mul_overflow(secs, S_NS, &v) || __builtin_add_overflow(v, frac, &v))
         return -1;

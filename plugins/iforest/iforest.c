@@ -749,9 +749,10 @@ static void s_robust_scale(double *v, size_t n, double *center, double *scale)
  * a few faulty rows that enter the reservoir would stretch those to take in
  * the fault, which would then stop counting as outside; the quartiles move
  * only once a quarter of the reservoir is faulty. */
-static int s_fences(ifo_forest *f, const double *xs, size_t n)
+static int s_fences(ifo_forest *f, const double *xs, size_t n, size_t d)
 {
-    const size_t d = f->n_features;
+    if (n == 0 || d != f->n_features)
+        return -1;
     double *v = malloc(n * sizeof *v);
     if (!v)
         return -1;
@@ -837,7 +838,7 @@ static void s_train(s_job *job)
     job->result->flags |= IFO_FLAG_SCALED;
     memcpy(job->result->center, center, d * sizeof *center);
     memcpy(job->result->scale, scale, d * sizeof *scale);
-    if (s_fences(job->result, xs, n) != 0) {
+    if (s_fences(job->result, xs, n, d) != 0) {
         snprintf(job->err, sizeof job->err, "out of memory for the training fences");
         job->rc = -1;
         goto done;

@@ -269,7 +269,7 @@ static int s_scan(spool *sp, uint64_t first, uint64_t *later, size_t nlater, spo
     uint64_t off = 0, seq = first, run_from = 0, run_first = first, keep = 0;
     int rc = -1;
     for (;;) {
-        uint64_t q, len;
+        uint64_t q = 0, len = 0;
         while (s_frame_at(m, size, off, &q, &len) && q == seq) {
             off += len;
             seq++;

@@ -2,7 +2,6 @@
 the container health check, against a port picked free for the test."""
 
 import json
-import os
 import re
 import socket
 import threading
