@@ -734,14 +734,14 @@ static long s_timeout_ms(int64_t deadline, int64_t now)
 }
 
 /* What a data callback's failure means for the node. EW_ERR is the plugin's fatal
- * error; EW_ESTOP while the host is stopping at once is a normal stop. Any other
+ * error; EW_ESTOP while the host is stopping is a normal stop. Any other
  * code (EW_EINVAL, EW_ENOENT, a positive value, EW_EAGAIN where no retry is
  * defined) is not one the SDK allows there: a plugin fault, reported with the code
  * and treated as fatal, so that the node is marked failed and the graph stops
  * instead of stalling behind a node that no longer reads. */
 static int s_callback_failed(ew_node *n, const char *what, int rc)
 {
-    if (rc == EW_ESTOP && n->abort_requested)
+    if (rc == EW_ESTOP && (n->abort_requested || n->stop_requested))
         return EW_ESTOP;
     if (rc == EW_ERR) {
         if (!n->error[0])
